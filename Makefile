@@ -1,0 +1,37 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_N ?= 3000
+
+.PHONY: setup demo test lint bench clean-demo
+
+$(STAMP): requirements.txt setup.py
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+data/synth-mimic/.done: | $(STAMP)
+	$(BIN)/medtrain data synth --layout mimic-cxr-jpg --n $(DEMO_N) --image-size 256 --seed 0 --out data/synth-mimic
+	touch $@
+
+data/tokenizer/tokenizer.json: data/synth-mimic/.done
+	$(BIN)/medtrain tokenizer train --root data/synth-mimic --vocab-size 2048 --out data/tokenizer
+
+# Synthetic data -> tokenizer -> pretraining (DeepSpeed, tiny-cpu preset) -> held-out evaluation.
+demo: setup data/tokenizer/tokenizer.json
+	$(BIN)/medtrain pretrain --preset tiny-cpu
+	$(BIN)/medtrain eval --run runs/tiny-cpu --split test
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/python -m pytest -q tests
+
+clean-demo:
+	rm -rf data/synth-mimic data/tokenizer runs/tiny-cpu

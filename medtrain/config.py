@@ -1,0 +1,139 @@
+"""RunConfig: the component configs composed into one run, loaded from YAML presets.
+
+Each component owns its dataclass (VisionConfig in models/vision.py, TrainConfig in
+train/config.py, ...); this module only composes, loads and validates them. Unknown keys are errors
+that list the valid choices; CLI overrides use dotted paths: `--set train.lr=1e-4`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medtrain.data.collate import MaskingConfig
+from medtrain.data.dataset import DataConfig
+from medtrain.data.tokenizer import TokenizerConfig
+from medtrain.eval.config import EvalConfig
+from medtrain.losses import LossConfig
+from medtrain.models.pretrain import ModelConfig
+from medtrain.train.config import TrainConfig
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+class ConfigError(ValueError):
+    """A preset, key or value that cannot be used; the message lists the valid choices."""
+
+
+@dataclass(kw_only=True, slots=True)
+class RunConfig:
+    name: str = "run"
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self) -> None:
+        try:
+            self.model.validate()
+            self.train.validate()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Turn a YAML value into the annotated type (nested dataclasses, tuples, floats)."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _build(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _coerce(value, args[0], where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (elem, *_) = typing.get_args(tp)
+        return tuple(_coerce(v, elem, where) for v in value)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, str, bool) and not isinstance(value, tp) or (tp is int and value is True):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], where: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown config key(s) {[prefix + k for k in unknown]}; valid keys"
+            f"{' under ' + where if where else ''}: {names}"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    """'train.lr=1e-4' -> {'train': {'lr': 0.0001}} (value parsed as YAML)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    key, raw = item.split("=", 1)
+    value = yaml.safe_load(raw) if raw else ""
+    out: dict[str, Any] = value
+    for part in reversed(key.strip().split(".")):
+        out = {part: out}
+    return out
+
+
+def load_config(preset: str = "tiny-cpu", overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Load a preset by name (medtrain/presets/NAME.yaml) or YAML path, then apply overrides."""
+    path = Path(preset)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = PRESET_DIR / f"{preset}.yaml"
+        if not path.is_file():
+            raise ConfigError(
+                f"unknown preset {preset!r}; valid presets: {available_presets()} "
+                "(or a path to a .yaml file)"
+            )
+    values = yaml.safe_load(path.read_text()) or {}
+    for item in overrides:
+        values = _merge(values, parse_override(item))
+    cfg = _build(RunConfig, values)
+    cfg.validate()
+    return cfg
+
+
+def dump_config(cfg: RunConfig, path: Path) -> None:
+    def plain(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        return list(x) if isinstance(x, tuple) else x
+
+    path.write_text(yaml.safe_dump(plain(cfg.to_dict()), sort_keys=False))

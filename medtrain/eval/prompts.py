@@ -1,0 +1,59 @@
+"""Prompt pairs (present, absent) for zero-shot classification of each finding.
+
+Phrased the way reports phrase them; the score of an image is
+cos(image, present) - cos(image, absent). Several phrasings per side are averaged in embedding
+space (prompt ensembling, as CLIP does).
+"""
+
+FINDING_PROMPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "Atelectasis": (
+        ("there is atelectasis.", "bibasilar atelectasis."),
+        ("no atelectasis.", "the lungs are clear."),
+    ),
+    "Cardiomegaly": (
+        ("the heart is enlarged.", "cardiomegaly."),
+        ("the heart size is normal.", "no cardiomegaly."),
+    ),
+    "Consolidation": (
+        ("there is consolidation.", "focal consolidation is present."),
+        ("no focal consolidation.", "the lungs are clear."),
+    ),
+    "Edema": (
+        ("there is pulmonary edema.", "pulmonary edema."),
+        ("no pulmonary edema.", "no evidence of edema."),
+    ),
+    "Enlarged Cardiomediastinum": (
+        ("the cardiomediastinal silhouette is enlarged.",),
+        ("the cardiomediastinal silhouette is normal.",),
+    ),
+    "Fracture": (("there is a rib fracture.",), ("no fracture is seen.",)),
+    "Lung Lesion": (
+        ("there is a pulmonary nodule.", "a lung nodule is seen."),
+        ("no pulmonary nodules.", "no focal lesion."),
+    ),
+    "Lung Opacity": (
+        ("there is an opacity in the lung.", "airspace opacity."),
+        ("no opacity.", "the lungs are clear."),
+    ),
+    "No Finding": (
+        ("no acute cardiopulmonary process.", "the lungs are clear."),
+        ("there is an abnormality.", "acute cardiopulmonary process."),
+    ),
+    "Pleural Effusion": (
+        ("there is a pleural effusion.", "pleural effusion."),
+        ("no pleural effusion.", "there is no effusion."),
+    ),
+    "Pleural Other": (("there is pleural thickening.",), ("no pleural abnormality.",)),
+    "Pneumonia": (
+        ("findings consistent with pneumonia.", "pneumonia."),
+        ("no evidence of pneumonia.", "no pneumonia."),
+    ),
+    "Pneumothorax": (
+        ("there is a pneumothorax.", "pneumothorax."),
+        ("no pneumothorax.", "there is no pneumothorax."),
+    ),
+    "Support Devices": (
+        ("support devices are present.", "a tube is in place."),
+        ("no support devices.", "no lines or tubes."),
+    ),
+}

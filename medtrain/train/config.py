@@ -1,0 +1,62 @@
+"""Training-recipe settings (owned by medtrain.train)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(kw_only=True, slots=True)
+class TrainConfig:
+    steps: int = 1000  # optimizer steps
+    micro_batch_size: int = 16  # per rank
+    # Global batch = micro_batch_size x grad_accum_steps x world_size: set one of the two below and
+    # the other is derived at launch (0 = derive). Setting both requires they agree.
+    grad_accum_steps: int = 0
+    global_batch_size: int = 0
+    lr: float = 1e-4
+    min_lr_ratio: float = 0.05  # cosine floor as a fraction of lr
+    warmup_fraction: float = 0.1  # linear warmup over this fraction of steps
+    weight_decay: float = 0.05  # not applied to norms, biases, logit scale, position tables
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    grad_clip: float = 1.0  # global-norm clipping (DeepSpeed's own default is 0 = off)
+    zero_stage: int = 2
+    precision: str = "bf16"  # bf16 | fp32
+    ds_config: str = ""  # base DeepSpeed JSON; "" = ds_configs/zero{stage}_bf16.json
+    activation_checkpointing: bool = False
+    seed: int = 0
+    out_dir: str = "runs/tiny-cpu"
+    log_every: int = 10
+    eval_every: int = 0  # 0 = only at the end
+    ckpt_every: int = 0  # 0 = only at the end
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.micro_batch_size < 1:
+            raise ValueError("train.steps and train.micro_batch_size must be >= 1")
+        if self.zero_stage not in (0, 1, 2, 3):
+            raise ValueError(f"train.zero_stage must be 0-3, got {self.zero_stage}")
+        if self.precision not in ("bf16", "fp32"):
+            raise ValueError(f"train.precision must be bf16 or fp32, got {self.precision!r}")
+        if not 0 <= self.warmup_fraction < 1 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError("train.warmup_fraction must be in [0, 1), min_lr_ratio in [0, 1]")
+        if self.grad_accum_steps < 0 or self.global_batch_size < 0:
+            raise ValueError("train.grad_accum_steps / global_batch_size must be >= 0")
+
+    def batch_layout(self, world_size: int) -> tuple[int, int, int]:
+        """(micro, accum, global) with global = micro x accum x world; derives the unset one."""
+        micro, accum, glob = self.micro_batch_size, self.grad_accum_steps, self.global_batch_size
+        per_step = micro * world_size
+        if glob and accum and glob != per_step * accum:
+            raise ValueError(
+                f"train.global_batch_size {glob} != micro {micro} x accum {accum} x world "
+                f"{world_size}; set only one of grad_accum_steps / global_batch_size"
+            )
+        if glob:
+            if glob % per_step:
+                raise ValueError(
+                    f"train.global_batch_size {glob} is not a multiple of micro {micro} x world "
+                    f"{world_size} = {per_step}"
+                )
+            accum = glob // per_step
+        accum = accum or 1
+        return micro, accum, per_step * accum

@@ -1,0 +1,215 @@
+"""The pretraining loop: data -> MedVLP -> losses -> DeepSpeed engine, with eval and checkpoints.
+
+Same entry point for one process (`medtrain pretrain`) and for `deepspeed` launches over many
+ranks/nodes. Checkpoints hold the DeepSpeed state plus the data position (epoch, micro-batches
+consumed) so `--resume` continues with exactly the samples not yet seen (same world size).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from medtrain.config import RunConfig, dump_config
+from medtrain.data.collate import Collator
+from medtrain.data.dataset import PairDataset, ResumableSampler
+from medtrain.data.tokenizer import load_tokenizer
+from medtrain.eval.runner import evaluate
+from medtrain.losses import compute_losses
+from medtrain.models.pretrain import MedVLP, count_parameters
+from medtrain.train.engine import build_engine, init_distributed
+from medtrain.train.metrics import MetricsLogger, peak_memory_gb
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _to_device(batch: dict[str, Any], device: torch.device, dtype: torch.dtype) -> dict:
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            v = v.to(device, non_blocking=True)
+            out[k] = v.to(dtype) if k == "pixel_values" else v
+        else:
+            out[k] = v
+    return out
+
+
+class _Position:
+    """Where the data stream is: epoch and micro-batches of it this rank has consumed."""
+
+    def __init__(self, epoch: int = 0, micro: int = 0) -> None:
+        self.epoch, self.micro = epoch, micro
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "micro": self.micro}
+
+
+def _batches(dataset, sampler: ResumableSampler, collator, pos: _Position, workers: int):
+    """Endless micro-batches across epochs, advancing `pos` as they are consumed."""
+    while True:
+        sampler.set_position(pos.epoch, pos.micro)
+        loader = DataLoader(
+            dataset,
+            batch_size=sampler.batch_size,
+            sampler=sampler,
+            collate_fn=collator,
+            num_workers=workers,
+            drop_last=True,
+            persistent_workers=False,
+            pin_memory=torch.cuda.is_available(),
+        )
+        for batch in loader:
+            pos.micro += 1
+            yield batch
+        pos.epoch, pos.micro = pos.epoch + 1, 0
+
+
+def pretrain(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
+    rank, world = init_distributed()
+    seed_everything(cfg.train.seed + rank)
+    out = Path(cfg.train.out_dir)
+    ckpt_dir = out / "checkpoints"
+    tokenizer = load_tokenizer(cfg.tokenizer.path)
+    size, max_len = cfg.model.vision.img_size, cfg.model.text.max_length
+    train_ds = PairDataset(cfg.data, cfg.data.train_split, size)
+    eval_ds = PairDataset(cfg.data, cfg.data.eval_split, size)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, out / "config.yaml")
+        tokenizer.save_pretrained(out / "tokenizer")
+
+    model = MedVLP(cfg.model, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    if cfg.train.activation_checkpointing:
+        model.set_grad_checkpointing(True)
+    engine, _, _ = build_engine(model, cfg.train, world)
+    dtype = torch.bfloat16 if cfg.train.precision == "bf16" else torch.float32
+    accum = engine.gradient_accumulation_steps()
+
+    pos, step = _Position(), 0
+    if resume and (ckpt_dir / "latest").is_file():
+        path, client = engine.load_checkpoint(str(ckpt_dir))
+        step, pos = client["step"], _Position(**client["data"][str(rank)])
+        if rank == 0:
+            print(f"resumed from {path} at step {step}", flush=True)
+    elif resume and rank == 0:
+        print(f"no checkpoint under {ckpt_dir}: starting from step 0", flush=True)
+
+    sampler = ResumableSampler(
+        len(train_ds),
+        batch_size=cfg.train.micro_batch_size,
+        rank=rank,
+        world=world,
+        seed=cfg.train.seed,
+    )
+    collator = Collator(
+        tokenizer,
+        max_length=max_len,
+        masking=cfg.masking,
+        seed=cfg.train.seed * 1000 + rank * 7919 + step,
+    )
+    batches = _batches(train_ds, sampler, collator, pos, cfg.data.num_workers)
+    logger = MetricsLogger(out, enabled=rank == 0)
+    if rank == 0:
+        n = count_parameters(model)
+        print(
+            f"medtrain pretrain: {world} rank(s), {len(train_ds)} train / {len(eval_ds)} eval "
+            f"pairs, {n['total'] / 1e6:.1f}M params, global batch "
+            f"{engine.train_batch_size()}, {cfg.train.steps} steps -> {out}",
+            flush=True,
+        )
+
+    def run_eval(tag: str) -> dict[str, float]:
+        metrics = evaluate(
+            engine.module,
+            eval_ds,
+            tokenizer,
+            cfg.eval,
+            max_length=max_len,
+            device=engine.device,
+            max_samples=cfg.data.max_eval_samples,
+        )
+        if rank == 0:
+            (out / "eval").mkdir(exist_ok=True)
+            (out / "eval" / f"{tag}.json").write_text(json.dumps(metrics, indent=2))
+            logger.log(step, {f"eval/{k}": v for k, v in metrics.items()})
+        return metrics
+
+    def save() -> None:
+        all_pos = [None] * world
+        torch.distributed.all_gather_object(all_pos, pos.state())
+        client = {
+            "step": step,
+            "data": {str(r): p for r, p in enumerate(all_pos)},
+            "world_size": world,
+        }
+        engine.save_checkpoint(str(ckpt_dir), tag=f"step{step}", client_state=client)
+
+    t0 = t_log = time.time()
+    sums: dict[str, float] = {}
+    seen = 0
+    engine.train()
+    while step < cfg.train.steps:
+        for _ in range(accum):
+            batch = _to_device(next(batches), engine.device, dtype)
+            outputs = engine(batch)
+            losses = compute_losses(outputs, cfg.loss)
+            engine.backward(losses["loss"])
+            engine.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v.detach().float().item()
+            seen += batch["pixel_values"].shape[0] * world
+        step += 1
+        if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+            now = time.time()
+            n_micro = accum * (
+                cfg.train.log_every
+                if step % cfg.train.log_every == 0
+                else step % cfg.train.log_every
+            )
+            scalars = {f"loss/{k}": v / n_micro for k, v in sums.items()}
+            gn = engine.get_global_grad_norm()
+            scalars.update(
+                {
+                    "train/lr": engine.get_lr()[0],
+                    "train/grad_norm": float(gn) if gn is not None else float("nan"),
+                    "train/logit_scale": outputs["logit_scale"].item(),
+                    "perf/samples_per_s": seen / (now - t_log),
+                    "perf/peak_memory_gb": peak_memory_gb(),
+                }
+            )
+            logger.log(step, scalars)
+            sums, seen, t_log = {}, 0, now
+        if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < cfg.train.steps:
+            run_eval(f"step{step}")
+        if cfg.train.ckpt_every and step % cfg.train.ckpt_every == 0:
+            save()
+    if not cfg.train.ckpt_every or step % cfg.train.ckpt_every:
+        save()
+    metrics = run_eval("final")
+    wall = time.time() - t0
+    logger.close()
+    summary = {
+        "step": step,
+        "out_dir": str(out),
+        "checkpoints": str(ckpt_dir),
+        "tensorboard": str(out / "tb"),
+        "eval": metrics,
+        "train_wall_s": wall,
+    }
+    if rank == 0:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,46 @@
+"""Rank-0 metric sink: tensorboard scalars + a JSON-lines file + a short console line."""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+
+def peak_memory_gb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (Linux)
+
+
+class MetricsLogger:
+    def __init__(self, out_dir: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.writer = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out_dir / "tb"))
+            self.jsonl = (out_dir / "metrics.jsonl").open("a")
+
+    def log(self, step: int, scalars: dict[str, float], *, echo: bool = True) -> None:
+        if not self.enabled:
+            return
+        for k, v in scalars.items():
+            self.writer.add_scalar(k, v, step)
+        self.jsonl.write(json.dumps({"step": step, "time": time.time(), **scalars}) + "\n")
+        self.jsonl.flush()
+        if echo:
+            keys = [k for k in scalars if k.startswith(("loss/", "eval/auc/mean", "eval/i2t_R@1"))]
+            extra = " ".join(f"{k.split('/', 1)[1]}={scalars[k]:.4f}" for k in keys)
+            rate = scalars.get("perf/samples_per_s")
+            tail = f" {rate:.1f} samples/s" if rate else ""
+            print(f"step {step}: {extra}{tail}", flush=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.writer.close()
+            self.jsonl.close()

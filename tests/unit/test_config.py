@@ -1,0 +1,59 @@
+import pytest
+
+from medtrain.config import ConfigError, RunConfig, available_presets, dump_config, load_config
+
+
+def test_presets_load_and_validate():
+    assert {"tiny-cpu", "base-h100"} <= set(available_presets())
+    tiny = load_config("tiny-cpu")
+    assert isinstance(tiny, RunConfig) and tiny.model.vision.depths == (2, 2, 2)
+    base = load_config("base-h100")
+    assert (
+        base.model.vision.model_name.startswith("swin_base") and base.model.vision.img_size == 512
+    )
+    assert base.model.text.max_length == 256 and base.train.zero_stage == 2
+    assert base.train.batch_layout(8) == (64, 8, 4096)
+
+
+def test_overrides_with_dotted_paths_and_yaml_values():
+    cfg = load_config(
+        "tiny-cpu",
+        [
+            "train.lr=1e-3",
+            "model.fusion.name=merged",
+            "model.vision.depths=[1,1]",
+            "train.activation_checkpointing=true",
+        ],
+    )
+    assert cfg.train.lr == 1e-3 and isinstance(cfg.train.lr, float)
+    assert cfg.model.fusion.name == "merged" and cfg.model.vision.depths == (1, 1)
+    assert cfg.train.activation_checkpointing is True
+
+
+def test_unknown_preset_lists_valid():
+    with pytest.raises(ConfigError, match="valid presets: .*tiny-cpu"):
+        load_config("tiny-gpu")
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError, match=r"train\.learning_rate.*valid keys under train:.*'lr'"):
+        load_config("tiny-cpu", ["train.learning_rate=1"])
+    with pytest.raises(ConfigError, match="unknown config key"):
+        load_config("tiny-cpu", ["optimizer.lr=1"])
+
+
+def test_wrong_types_and_values_are_config_errors():
+    with pytest.raises(ConfigError, match="train.steps: expected int"):
+        load_config("tiny-cpu", ["train.steps=many"])
+    with pytest.raises(ConfigError, match="zero_stage"):
+        load_config("tiny-cpu", ["train.zero_stage=4"])
+    with pytest.raises(ConfigError, match="window_size"):
+        load_config("tiny-cpu", ["model.vision.window_size=7"])
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config("tiny-cpu", ["train.lr"])
+
+
+def test_dump_and_reload_round_trip(tmp_path):
+    cfg = load_config("tiny-cpu", ["train.steps=7"])
+    dump_config(cfg, tmp_path / "c.yaml")
+    assert load_config(str(tmp_path / "c.yaml")) == cfg
