@@ -90,7 +90,10 @@ def _build(cls: type, values: dict[str, Any], where: str = "") -> Any:
             f"{' under ' + where if where else ''}: {names}"
         )
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # a component's own __post_init__ validation
+        raise ConfigError(f"{where or 'config'}: {e}") from None
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

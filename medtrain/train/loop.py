@@ -165,12 +165,12 @@ def pretrain(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     while step < cfg.train.steps:
         for _ in range(accum):
             batch = _to_device(next(batches), engine.device, dtype)
-            outputs = engine(batch)
+            outputs = engine(batch, with_mlm=cfg.loss.mlm_weight > 0)
             losses = compute_losses(outputs, cfg.loss)
             engine.backward(losses["loss"])
             engine.step()
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + v.detach().float().item()
+            for k, v in losses.items():  # summed on device; read back only when logging
+                sums[k] = sums.get(k, 0.0) + v.detach().float()
             seen += batch["pixel_values"].shape[0] * world
         step += 1
         if step % cfg.train.log_every == 0 or step == cfg.train.steps:
@@ -180,7 +180,9 @@ def pretrain(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
                 if step % cfg.train.log_every == 0
                 else step % cfg.train.log_every
             )
-            scalars = {f"loss/{k}": v / n_micro for k, v in sums.items()}
+            scalars = {
+                f"loss/{'total' if k == 'loss' else k}": float(v) / n_micro for k, v in sums.items()
+            }
             gn = engine.get_global_grad_norm()
             scalars.update(
                 {
