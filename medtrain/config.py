@@ -72,8 +72,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         (elem, *_) = typing.get_args(tp)
         return tuple(_coerce(v, elem, where) for v in value)
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if tp is float and not isinstance(value, bool):
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:  # YAML 1.1 reads "1e-3" (no dot) as a string
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected float, got {value!r}") from None
     if tp in (int, str, bool) and not isinstance(value, tp) or (tp is int and value is True):
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
     return value

@@ -1,0 +1,135 @@
+"""Open-I (Indiana University chest X-ray) reader: ecgen-radiology XML + NLMCXR_png images.
+
+Open-I has no split and no CheXpert labels on disk:
+- split: hash of the report id (uId, e.g. "CXR12"): sha1 -> 80% train, 10% validate, 10% test;
+- labels: derived from MeSH major/minor terms. The head of each term (text before the first
+  '/', case-insensitive) is looked up in MESH_LABELS and the labels it names are set to 1.0;
+  "normal" sets No Finding = 1.0 when no other term is positive. Everything else stays None
+  (Open-I codes no negatives or uncertainty).
+The report text is assembled as "COMPARISON: ...\nINDICATION: ...\nFINDINGS: ...\nIMPRESSION: ..."
+from the non-empty AbstractText sections, so `reports.training_text` treats it like MIMIC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from medtrain.data.errors import DataError
+from medtrain.data.labels import CHEXPERT_LABELS, POSITIVE
+from medtrain.data.records import Record
+from medtrain.data.reports import assemble_sections
+
+REPORT_DIR, IMAGE_DIR = "ecgen-radiology", "NLMCXR_png"
+SECTION_ORDER = ("COMPARISON", "INDICATION", "FINDINGS", "IMPRESSION")
+SPLIT_BOUNDS = ((0.8, "train"), (0.9, "validate"), (1.0, "test"))
+MESH_LABELS: dict[str, tuple[str, ...]] = {
+    "consolidation": ("Consolidation", "Lung Opacity"),
+    "opacity": ("Lung Opacity",),
+    "infiltrate": ("Lung Opacity",),
+    "pneumonia": ("Pneumonia",),
+    "pleural effusion": ("Pleural Effusion",),
+    "cardiomegaly": ("Cardiomegaly",),
+    "pneumothorax": ("Pneumothorax",),
+    "nodule": ("Lung Lesion",),
+    "mass": ("Lung Lesion",),
+    "pulmonary edema": ("Edema",),
+    "edema": ("Edema",),
+    "pulmonary atelectasis": ("Atelectasis",),
+    "atelectasis": ("Atelectasis",),
+    "tubes": ("Support Devices",),
+    "catheters, indwelling": ("Support Devices",),
+    "pacemaker, artificial": ("Support Devices",),
+    "implanted medical device": ("Support Devices",),
+    "medical device": ("Support Devices",),
+    "fractures, bone": ("Fracture",),
+}
+
+
+def openi_split(report_id: str) -> str:
+    """Deterministic split from the report id (stable across runs and machines)."""
+    x = int(hashlib.sha1(report_id.encode("utf-8")).hexdigest()[:8], 16) / 2**32
+    return next(name for bound, name in SPLIT_BOUNDS if x < bound)
+
+
+def mesh_labels(terms: Sequence[str]) -> dict[str, float | None]:
+    """14 CheXpert labels from MeSH terms (see module docstring)."""
+    labels: dict[str, float | None] = dict.fromkeys(CHEXPERT_LABELS)
+    heads = [t.split("/", 1)[0].strip().lower() for t in terms]
+    for head in heads:
+        for name in MESH_LABELS.get(head, ()):
+            labels[name] = POSITIVE
+    pathology = any(v == POSITIVE for k, v in labels.items() if k != "Support Devices")
+    if "normal" in heads and not pathology:
+        labels["No Finding"] = POSITIVE
+    return labels
+
+
+def _xml_sort_key(path: Path) -> tuple[int, str]:
+    m = re.fullmatch(r"\d+", path.stem)
+    return (int(path.stem) if m else 1 << 62, path.name)
+
+
+def iter_openi(
+    root: Path,
+    *,
+    splits: Sequence[str] | None = None,
+    skipped: list[tuple[str, str]] | None = None,
+) -> Iterator[Record]:
+    """One Record per parentImage, reports in numeric file order.
+
+    Records: id = image id, study_id = report uId ("CXR12"), subject_id "", view "".
+    Unreadable XML, reports without text and missing PNGs are skipped into `skipped`.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"Open-I root directory not found: {root}")
+    report_dir, image_dir = root / REPORT_DIR, root / IMAGE_DIR
+    for d in (report_dir, image_dir):
+        if not d.is_dir():
+            raise DataError(f"Open-I directory not found: {d}")
+    keep = None if splits is None else set(splits)
+
+    def skip(item: str, reason: str) -> None:
+        if skipped is not None:
+            skipped.append((item, reason))
+
+    for xml_path in sorted(report_dir.glob("*.xml"), key=_xml_sort_key):
+        try:
+            tree = ET.parse(xml_path).getroot()
+        except ET.ParseError as e:
+            skip(xml_path.stem, f"unreadable XML {xml_path}: {e}")
+            continue
+        uid = tree.find("uId")
+        report_id = uid.get("id", "") if uid is not None else ""
+        report_id = report_id or f"CXR{xml_path.stem}"
+        split = openi_split(report_id)
+        if keep is not None and split not in keep:
+            continue
+        found = {
+            (el.get("Label") or "").upper(): (el.text or "").strip()
+            for el in tree.iterfind("MedlineCitation/Article/Abstract/AbstractText")
+        }
+        text = assemble_sections((label, found.get(label, "")) for label in SECTION_ORDER)
+        if not (found.get("FINDINGS") or found.get("IMPRESSION")):
+            skip(report_id, f"no FINDINGS or IMPRESSION text in {xml_path}")
+            continue
+        terms = [(el.text or "").strip() for el in tree.iterfind("MeSH/*")]
+        labels = mesh_labels([t for t in terms if t])
+        for parent in tree.iterfind("parentImage"):
+            image_id = parent.get("id", "")
+            image = image_dir / f"{image_id}.png"
+            if not image_id or not image.is_file():
+                skip(image_id or report_id, f"missing image {image}")
+                continue
+            yield Record(
+                id=image_id,
+                image_path=image.resolve(),
+                report=text,
+                labels=dict(labels),
+                split=split,
+                study_id=report_id,
+            )

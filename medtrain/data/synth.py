@@ -1,0 +1,378 @@
+"""Synthetic chest X-ray data sets written in the real on-disk layouts (DESIGN.md section 6).
+
+`generate(SynthConfig(layout="mimic-cxr-jpg"), out)` writes MIMIC-CXR-JPG (JPEG images, report
+.txt files, gzip CSVs); `layout="openi"` writes Open-I (ecgen-radiology XML, NLMCXR_png PNGs).
+Both also write `phi_ground_truth.jsonl`: one line per report, {"report_id", "path", "spans"},
+spans [start, end, kind] into the raw report text the reader yields (Record.report; report_id
+equals Record.study_id). Everything is a function of (seed, index): study i uses generators
+seeded from (seed, 1, i), so output is byte-identical for a seed and can be chunked later.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from medtrain.data.labels import CHEXPERT_LABELS, POSITIVE, UNCERTAIN
+from medtrain.data.phantom import FINDING_KINDS, Finding, draw_phantom
+from medtrain.data.report_templates import (
+    RenderedReport,
+    mimic_text,
+    render_report,
+    strip_phi_markers,
+)
+from medtrain.data.reports import assemble_sections
+
+LAYOUTS = ("mimic-cxr-jpg", "openi")
+PREVALENCE = {  # independent per finding kind
+    "consolidation": 0.15,
+    "effusion": 0.18,
+    "cardiomegaly": 0.14,
+    "pneumothorax": 0.10,
+    "nodule": 0.10,
+    "device": 0.18,
+    "edema": 0.10,
+    "atelectasis": 0.12,
+}
+METADATA_COLUMNS = (
+    "dicom_id",
+    "subject_id",
+    "study_id",
+    "PerformedProcedureStepDescription",
+    "ViewPosition",
+    "Rows",
+    "Columns",
+    "StudyDate",
+    "StudyTime",
+    "ProcedureCodeSequence_CodeMeaning",
+    "ViewCodeSequence_CodeMeaning",
+    "PatientOrientationCodeSequence_CodeMeaning",
+)
+SPLIT_COLUMNS = ("dicom_id", "study_id", "subject_id", "split")
+LABEL_COLUMNS = ("subject_id", "study_id", *CHEXPERT_LABELS)
+_VIEW_MEANING = {"PA": "postero-anterior", "AP": "antero-posterior", "LATERAL": "lateral"}
+_EXAM = {"PA": "CHEST (PA AND LAT)", "AP": "CHEST (PORTABLE AP)"}
+_MESH_DEVICE = {
+    "ett": "Tubes",
+    "cvc": "Catheters, Indwelling",
+    "pacemaker": "Pacemaker, Artificial",
+}
+
+
+@dataclass(kw_only=True, slots=True)
+class SynthConfig:
+    layout: str = "mimic-cxr-jpg"  # or "openi"
+    n: int = 1000  # number of frontal images (one per study/report)
+    seed: int = 0
+    image_size: int = 512  # square output side in pixels
+    phi_fraction: float = 0.2  # fraction of reports with injected PHI
+    lateral_fraction: float = 0.0  # MIMIC only: extra LATERAL image for this fraction of studies
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train/validate/test, by subject
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.n < 1 or self.image_size < 32:
+            raise ValueError(f"need n >= 1 and image_size >= 32, got {self.n}, {self.image_size}")
+        for name in ("phi_fraction", "lateral_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        fr = self.split_fractions
+        if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1.0) > 1e-6:
+            raise ValueError(f"split_fractions must be 3 non-negative values summing to 1: {fr}")
+
+
+def sample_findings(rng: np.random.Generator) -> list[Finding]:
+    """Independent findings at PREVALENCE; a fixed number of draws per call."""
+    hit = rng.random(len(FINDING_KINDS))
+    d = rng.random((len(FINDING_KINDS), 4))  # details: side, zone/severity, hedged, extra
+    out: list[Finding] = []
+    for k, kind in enumerate(FINDING_KINDS):
+        if hit[k] >= PREVALENCE[kind]:
+            continue
+        side = "right" if d[k, 0] < 0.55 else "left"
+        zone = "upper" if d[k, 1] < 0.3 else "middle" if d[k, 1] < 0.55 else "lower"
+        sev3 = "small" if d[k, 1] < 0.5 else "moderate" if d[k, 1] < 0.85 else "large"
+        hedged = bool(d[k, 2] < 0.2)
+        if kind == "consolidation":
+            out.append(Finding(kind=kind, side=side, zone=zone, hedged=hedged))
+        elif kind == "effusion":
+            out.append(
+                Finding(kind=kind, side=side, severity="small" if hedged else sev3, hedged=hedged)
+            )
+        elif kind == "cardiomegaly":
+            out.append(Finding(kind=kind, severity={"small": "mild"}.get(sev3, sev3)))
+        elif kind == "pneumothorax":
+            sev = "small" if hedged or d[k, 1] < 0.6 else "moderate"
+            out.append(Finding(kind=kind, side=side, severity=sev, hedged=hedged))
+        elif kind == "nodule":
+            out.append(Finding(kind=kind, side=side, zone=zone))
+        elif kind == "device":
+            first = "ett" if d[k, 0] < 0.45 else "cvc" if d[k, 0] < 0.8 else "pacemaker"
+            out.append(Finding(kind=kind, device=first))
+            if d[k, 3] < 0.3:
+                second = "cvc" if first != "cvc" else "ett"
+                out.append(Finding(kind=kind, device=second))
+        elif kind == "edema":
+            out.append(Finding(kind=kind, side="bilateral", hedged=bool(d[k, 2] < 0.25)))
+        elif kind == "atelectasis":
+            out.append(Finding(kind=kind, side=side, zone="lower", hedged=hedged))
+    return out
+
+
+def _study_rngs(seed: int, index: int) -> list[np.random.Generator]:
+    """Independent streams for study `index`: [report/metadata, frontal image, lateral image]."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence([seed, 1, index]).spawn(3)]
+
+
+@contextmanager
+def _gzip_csv(path: Path) -> Iterator[Any]:
+    """csv.writer into a reproducible gzip file (no name, mtime 0 in the header)."""
+    with (
+        open(path, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+        io.TextIOWrapper(gz, encoding="utf-8", newline="") as text,
+    ):
+        yield csv.writer(text, lineterminator="\n")
+
+
+def _label_cells(labels: dict[str, float | None]) -> list[str]:
+    return ["" if labels[n] is None else f"{labels[n]:.1f}" for n in CHEXPERT_LABELS]
+
+
+def _hex_id(rng: np.random.Generator) -> str:
+    """dicom_id like the real ones: 5 groups of 8 hex digits."""
+    return "-".join(f"{x:08x}" for x in rng.integers(0, 2**32, size=5, dtype=np.uint64).tolist())
+
+
+class _Tally:
+    """Summary counts: per-label positives/uncertain over studies, and report/PHI counts."""
+
+    def __init__(self) -> None:
+        self.positives: Counter[str] = Counter()
+        self.uncertain: Counter[str] = Counter()
+        self.splits: Counter[str] = Counter()
+        self.phi_reports = 0
+
+    def add(self, report: RenderedReport, n_spans: int) -> None:
+        for name, value in report.labels.items():
+            self.positives[name] += value == POSITIVE
+            self.uncertain[name] += value == UNCERTAIN
+        self.phi_reports += n_spans > 0
+
+
+def generate(cfg: SynthConfig, out: Path) -> dict:
+    """Write the data set under `out`; return a summary (counts, label positives, speed, path)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    tally = _Tally()
+    if cfg.layout == "mimic-cxr-jpg":
+        counts = _write_mimic(cfg, out, tally)
+    else:
+        counts = _write_openi(cfg, out, tally)
+    seconds = time.perf_counter() - t0
+    return {
+        "layout": cfg.layout,
+        "path": str(out),
+        **counts,
+        "phi_reports": tally.phi_reports,
+        "positives": {n: tally.positives[n] for n in CHEXPERT_LABELS},
+        "uncertain": {n: tally.uncertain[n] for n in CHEXPERT_LABELS},
+        "seconds": round(seconds, 3),
+        "images_per_s": round(counts["images"] / max(seconds, 1e-9), 1),
+        "image_size": cfg.image_size,
+    }
+
+
+def _mimic_structure(cfg: SynthConfig) -> tuple[list[tuple[int, int, str]], int]:
+    """(subject_id, study_id, split) per study in file order, and the number of subjects."""
+    rng = np.random.default_rng([cfg.seed, 0])
+    sizes: list[int] = []
+    while sum(sizes) < cfg.n:
+        sizes.append(int(rng.integers(1, 4)))
+    sizes[-1] -= sum(sizes) - cfg.n
+    n_subj = len(sizes)
+    subjects = np.sort(10_000_000 + rng.choice(10_000_000, size=n_subj, replace=False)).tolist()
+    studies = np.sort(50_000_000 + rng.choice(10_000_000, size=cfg.n, replace=False)).tolist()
+    order = rng.permutation(n_subj).tolist()
+    n_train = round(cfg.split_fractions[0] * n_subj)
+    n_val = round(cfg.split_fractions[1] * n_subj)
+    split_of = {}
+    for rank, j in enumerate(order):
+        split_of[j] = (
+            "train" if rank < n_train else "validate" if rank < n_train + n_val else "test"
+        )
+    rows, k = [], 0
+    for j, count in enumerate(sizes):
+        for _ in range(count):
+            rows.append((subjects[j], studies[k], split_of[j]))
+            k += 1
+    return rows, n_subj
+
+
+def _write_mimic(cfg: SynthConfig, out: Path, tally: _Tally) -> dict:
+    structure, n_subj = _mimic_structure(cfg)
+    n_lateral = 0
+    with (
+        _gzip_csv(out / "mimic-cxr-2.0.0-metadata.csv.gz") as meta,
+        _gzip_csv(out / "mimic-cxr-2.0.0-split.csv.gz") as split_csv,
+        _gzip_csv(out / "mimic-cxr-2.0.0-chexpert.csv.gz") as chexpert,
+        _gzip_csv(out / "mimic-cxr-2.0.0-negbio.csv.gz") as negbio,
+        open(out / "phi_ground_truth.jsonl", "w", encoding="utf-8") as phi_file,
+    ):
+        meta.writerow(METADATA_COLUMNS)
+        split_csv.writerow(SPLIT_COLUMNS)
+        chexpert.writerow(LABEL_COLUMNS)
+        negbio.writerow(LABEL_COLUMNS)
+        for i, (subject, study, split) in enumerate(structure):
+            rng, rng_img, rng_lat = _study_rngs(cfg.seed, i)
+            findings = sample_findings(rng)
+            has_device = any(f.kind == "device" for f in findings)
+            view = "AP" if has_device or rng.random() < 0.25 else "PA"
+            lateral = rng.random() < cfg.lateral_fraction
+            phi = rng.random() < cfg.phi_fraction
+            date = f"{2110 + int(rng.integers(90))}{int(rng.integers(1, 13)):02d}"
+            date += f"{int(rng.integers(1, 29)):02d}"
+            clock = f"{int(rng.integers(24)):02d}{int(rng.integers(60)):02d}"
+            clock += f"{int(rng.integers(60)):02d}.{int(rng.integers(1000)):03d}"
+            report = render_report(rng, findings, placeholder="___", exam=_EXAM[view], phi=phi)
+            text, spans = strip_phi_markers(mimic_text(rng, report.sections))
+            folder = out / "files" / f"p{str(subject)[:2]}" / f"p{subject}"
+            (folder / f"s{study}").mkdir(parents=True, exist_ok=True)
+            (folder / f"s{study}.txt").write_text(text, encoding="utf-8")
+            rel = (folder / f"s{study}.txt").relative_to(out).as_posix()
+            phi_file.write(json.dumps({"report_id": str(study), "path": rel, "spans": spans}))
+            phi_file.write("\n")
+            tally.add(report, len(spans))
+            tally.splits[split] += 1
+            cells = _label_cells(report.labels)
+            chexpert.writerow([subject, study, *cells])
+            negbio.writerow([subject, study, *cells])
+            images = [(view, rng_img)] + ([("LATERAL", rng_lat)] if lateral else [])
+            for pos, img_rng in images:
+                dicom = _hex_id(rng)
+                pixels = draw_phantom(
+                    img_rng,
+                    findings,
+                    cfg.image_size,
+                    view="lateral" if pos == "LATERAL" else "frontal",
+                )
+                Image.fromarray(pixels).save(folder / f"s{study}" / f"{dicom}.jpg", quality=92)
+                desc = _EXAM[view]
+                orient = "Recumbent" if view == "AP" else "Erect"
+                meta.writerow(
+                    [dicom, subject, study, desc, pos, cfg.image_size, cfg.image_size, date, clock,
+                     desc, _VIEW_MEANING[pos], orient]
+                )  # fmt: skip
+                split_csv.writerow([dicom, study, subject, split])
+                n_lateral += pos == "LATERAL"
+    return {
+        "images": cfg.n + n_lateral,
+        "frontal": cfg.n,
+        "lateral": n_lateral,
+        "studies": cfg.n,
+        "subjects": n_subj,
+        "reports": cfg.n,
+        "splits": dict(sorted(tally.splits.items())),
+    }
+
+
+def mesh_terms(findings: list[Finding], report: RenderedReport) -> tuple[list[str], list[str]]:
+    """Open-I style MeSH (major, minor) terms for the definite findings; ["normal"] if none.
+
+    Hedged findings are not coded (as an indexer would leave them out)."""
+    major: list[str] = []
+    minor: list[str] = []
+    for f in findings:
+        if f.hedged:
+            continue
+        if f.kind == "consolidation":
+            major.append(f"Consolidation/lung/{f.zone} lobe/{f.side}")
+        elif f.kind == "effusion":
+            major.append(f"Pleural Effusion/{f.side}/{f.severity}")
+        elif f.kind == "cardiomegaly":
+            major.append(f"Cardiomegaly/{f.severity}")
+        elif f.kind == "pneumothorax":
+            major.append(f"Pneumothorax/{f.side}")
+        elif f.kind == "nodule":
+            major.append(f"Nodule/lung/{f.zone} lobe/{f.side}")
+        elif f.kind == "device":
+            minor.append(_MESH_DEVICE[f.device])
+        elif f.kind == "edema":
+            major.append("Pulmonary Edema")
+        elif f.kind == "atelectasis":
+            major.append(f"Pulmonary Atelectasis/base/{f.side}")
+    if report.labels["Pneumonia"] == POSITIVE:
+        minor.append("Pneumonia")
+    if not findings:
+        major = ["normal"]
+    return major, minor
+
+
+def _openi_xml(n: int, sections: list[tuple[str, str]], mesh, image_ids: list[str]) -> bytes:
+    root = ET.Element("eCitation")
+    ET.SubElement(root, "meta", type="rr")
+    ET.SubElement(root, "uId", id=f"CXR{n}")
+    ET.SubElement(root, "pmcId", id=str(n))
+    ET.SubElement(root, "docSource").text = "CXR"
+    ET.SubElement(root, "IUXRId", id=str(n))
+    cit = ET.SubElement(
+        root, "MedlineCitation", Owner="Indiana University", Status="supplied by publisher"
+    )
+    art = ET.SubElement(cit, "Article", PubModel="Electronic")
+    ET.SubElement(art, "ArticleTitle").text = "Indiana University Chest X-ray Collection"
+    abstract = ET.SubElement(art, "Abstract")
+    present = dict(sections)
+    for label in ("COMPARISON", "INDICATION", "FINDINGS", "IMPRESSION"):
+        ET.SubElement(abstract, "AbstractText", Label=label).text = present.get(label) or None
+    mesh_el = ET.SubElement(root, "MeSH")
+    for tag, terms in zip(("major", "minor"), mesh, strict=True):
+        for term in terms:
+            ET.SubElement(mesh_el, tag).text = term
+    for k, image_id in enumerate(image_ids):
+        parent = ET.SubElement(root, "parentImage", id=image_id)
+        ET.SubElement(parent, "figureId").text = f"F{k + 1}"
+        ET.SubElement(parent, "caption").text = "Xray Chest PA and Lateral"
+        ET.SubElement(
+            ET.SubElement(parent, "panel", type="single"), "url"
+        ).text = f"/hadoop/storage/radiology/extract/{image_id}.jpg"
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def _write_openi(cfg: SynthConfig, out: Path, tally: _Tally) -> dict:
+    xml_dir, png_dir = out / "ecgen-radiology", out / "NLMCXR_png"
+    xml_dir.mkdir(parents=True, exist_ok=True)
+    png_dir.mkdir(parents=True, exist_ok=True)
+    with open(out / "phi_ground_truth.jsonl", "w", encoding="utf-8") as phi_file:
+        for i in range(cfg.n):
+            n = i + 1
+            rng, rng_img, _ = _study_rngs(cfg.seed, i)
+            findings = sample_findings(rng)
+            phi = rng.random() < cfg.phi_fraction
+            report = render_report(rng, findings, placeholder="XXXX", phi=phi, style="openi")
+            _, spans = strip_phi_markers(assemble_sections(report.sections))
+            clean = [(label, strip_phi_markers(body)[0]) for label, body in report.sections]
+            image_id = f"CXR{n}_IM-{n % 10000:04d}-1001"
+            mesh = mesh_terms(findings, report)
+            (xml_dir / f"{n}.xml").write_bytes(_openi_xml(n, clean, mesh, [image_id]))
+            pixels = draw_phantom(rng_img, findings, cfg.image_size)
+            Image.fromarray(pixels).save(png_dir / f"{image_id}.png", compress_level=3)
+            rel = f"ecgen-radiology/{n}.xml"
+            phi_file.write(json.dumps({"report_id": f"CXR{n}", "path": rel, "spans": spans}) + "\n")
+            tally.add(report, len(spans))
+    return {"images": cfg.n, "frontal": cfg.n, "lateral": 0, "reports": cfg.n}

@@ -1,0 +1,224 @@
+"""Synthetic data: determinism, real layouts, label/report agreement, drawn findings, PHI truth."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medtrain.data.labels import CHEXPERT_LABELS
+from medtrain.data.phantom import Finding, draw_phantom
+from medtrain.data.report_templates import FINDING_LABELS, FINDING_WORDS
+from medtrain.data.synth import METADATA_COLUMNS, SynthConfig, generate
+
+N = 24
+LABEL_HEADER = ["subject_id", "study_id", *CHEXPERT_LABELS]
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with gzip.open(path, "rt", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def mimic(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("mimic")
+    cfg = SynthConfig(n=N, image_size=128, lateral_fraction=0.3, phi_fraction=0.5, seed=3)
+    return out, generate(cfg, out)
+
+
+@pytest.fixture(scope="module")
+def openi(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("openi")
+    return out, generate(SynthConfig(layout="openi", n=12, image_size=64, seed=3), out)
+
+
+@pytest.mark.parametrize("layout", ["mimic-cxr-jpg", "openi"])
+def test_same_seed_identical_bytes_different_seed_differs(tmp_path, layout):
+    cfg = dict(layout=layout, n=8, image_size=64, lateral_fraction=0.5, phi_fraction=0.5)
+    a = _tree(Path(generate(SynthConfig(**cfg, seed=1), tmp_path / "a")["path"]))
+    b = _tree(Path(generate(SynthConfig(**cfg, seed=1), tmp_path / "b")["path"]))
+    c = _tree(Path(generate(SynthConfig(**cfg, seed=2), tmp_path / "c")["path"]))
+    assert a == b
+    assert a != c
+    images_a = sorted(v for k, v in a.items() if k.endswith((".jpg", ".png")))
+    images_c = sorted(v for k, v in c.items() if k.endswith((".jpg", ".png")))
+    assert images_a != images_c
+
+
+def test_mimic_layout_paths_and_csv_columns(mimic):
+    out, summary = mimic
+    meta = _csv(out / "mimic-cxr-2.0.0-metadata.csv.gz")
+    assert list(meta[0]) == list(METADATA_COLUMNS)
+    split = _csv(out / "mimic-cxr-2.0.0-split.csv.gz")
+    assert list(split[0]) == ["dicom_id", "study_id", "subject_id", "split"]
+    for name in ("chexpert", "negbio"):
+        rows = _csv(out / f"mimic-cxr-2.0.0-{name}.csv.gz")
+        assert list(rows[0]) == LABEL_HEADER and len(rows) == N
+        cells = {r[n] for r in rows for n in CHEXPERT_LABELS}
+        assert cells <= {"1.0", "0.0", "-1.0", ""} and {"1.0", ""} <= cells
+    assert len(meta) == summary["images"] == N + summary["lateral"] and summary["lateral"] > 0
+    for row in meta:
+        subj, study, dicom = row["subject_id"], row["study_id"], row["dicom_id"]
+        assert re.fullmatch(r"1\d{7}", subj) and re.fullmatch(r"5\d{7}", study)
+        assert re.fullmatch(r"([0-9a-f]{8}-){4}[0-9a-f]{8}", dicom)
+        folder = out / "files" / f"p{subj[:2]}" / f"p{subj}"
+        assert (folder / f"s{study}" / f"{dicom}.jpg").is_file()
+        assert (folder / f"s{study}.txt").is_file()
+        assert row["ViewPosition"] in ("PA", "AP", "LATERAL")
+        assert int(row["Rows"]) == int(row["Columns"]) == 128
+    with Image.open(next(out.rglob("*.jpg"))) as im:
+        assert im.mode == "L" and im.size == (128, 128)
+    by_subject: dict[str, set[str]] = {}
+    for row in split:
+        by_subject.setdefault(row["subject_id"], set()).add(row["split"])
+    assert all(len(s) == 1 for s in by_subject.values())  # split assigned by subject
+    assert set().union(*by_subject.values()) <= {"train", "validate", "test"}
+
+
+def test_openi_layout(openi):
+    out, summary = openi
+    xmls = sorted((out / "ecgen-radiology").glob("*.xml"))
+    assert len(xmls) == summary["reports"] == 12
+    root = ET.parse(out / "ecgen-radiology" / "1.xml").getroot()
+    assert root.tag == "eCitation" and root.find("uId").get("id") == "CXR1"
+    labels = [
+        e.get("Label") for e in root.iterfind("MedlineCitation/Article/Abstract/AbstractText")
+    ]
+    assert labels == ["COMPARISON", "INDICATION", "FINDINGS", "IMPRESSION"]
+    image_id = root.find("parentImage").get("id")
+    assert re.fullmatch(r"CXR1_IM-\d{4}-1001", image_id)
+    assert (out / "NLMCXR_png" / f"{image_id}.png").is_file()
+    assert root.find("MeSH") is not None
+
+
+def test_labels_agree_with_report_text(mimic):
+    out, _ = mimic
+    rows = _csv(out / "mimic-cxr-2.0.0-chexpert.csv.gz")
+    pathologies = [n for n in CHEXPERT_LABELS if n not in ("No Finding", "Support Devices")]
+    for row in rows:
+        subj, study = row["subject_id"], row["study_id"]
+        text = (out / "files" / f"p{subj[:2]}" / f"p{subj}" / f"s{study}.txt").read_text().lower()
+        for kind, names in FINDING_LABELS.items():
+            if kind in ("consolidation", "edema"):  # these share Lung Opacity; check their own
+                names = names[:1]
+            if any(row[n] in ("1.0", "-1.0") for n in names):
+                assert any(w in text for w in FINDING_WORDS[kind]), (kind, text)
+        if row["No Finding"] == "1.0":
+            assert not any(row[n] in ("1.0", "-1.0") for n in pathologies)
+        else:
+            assert any(row[n] in ("1.0", "-1.0") for n in pathologies)
+        if row["Pleural Effusion"] == "0.0":
+            assert "effusion" in text or "costophrenic" in text
+
+
+def test_phi_ground_truth_points_at_injected_strings(mimic):
+    out, summary = mimic
+    lines = [json.loads(x) for x in (out / "phi_ground_truth.jsonl").read_text().splitlines()]
+    assert len(lines) == N and 0 < summary["phi_reports"] < N
+    patterns = {
+        "NAME": r"((Dr|Mr|Ms)\. )?[A-Z][a-z]+( [A-Z]\.)?( [A-Z][a-z]+)?",
+        "DATE": r"\d{1,2}/\d{1,2}/\d{2,4}|\d{4}-\d{2}-\d{2}|[A-Z][a-z]+ \d{1,2}, \d{4}|\d{1,2} "
+        r"[A-Z][a-z]{2} \d{4}",
+        "TIME": r"\d{1,2}:\d{2}( (AM|PM|a\.m\.|p\.m\.))?",
+        "MRN": r"\d{7,8}",
+        "ACCESSION": r"A?\d{8}",
+        "PHONE": r"\(?\d{3}\)?[ .-]\d{3}[-.]\d{4}",
+    }
+    seen = set()
+    for line in lines:
+        text = (out / line["path"]).read_text()
+        for start, end, kind in line["spans"]:
+            assert re.fullmatch(patterns[kind], text[start:end]), (kind, text[start:end])
+            seen.add(kind)
+    assert "NAME" in seen and len(seen) >= 3
+
+
+def test_phi_fraction_zero_has_no_spans(tmp_path):
+    out = Path(generate(SynthConfig(n=6, image_size=32, phi_fraction=0.0), tmp_path)["path"])
+    lines = [json.loads(x) for x in (out / "phi_ground_truth.jsonl").read_text().splitlines()]
+    assert all(line["spans"] == [] for line in lines)
+
+
+def _pair(findings: list[Finding], size: int = 128, seed: int = 7) -> tuple[np.ndarray, ...]:
+    """Same generator state with and without the findings: (normal, abnormal) as float."""
+    a = draw_phantom(np.random.default_rng(seed), [], size).astype(np.float32)
+    b = draw_phantom(np.random.default_rng(seed), findings, size).astype(np.float32)
+    return a, b
+
+
+def test_cardiomegaly_enlarges_bright_heart_region():
+    a, b = _pair([Finding(kind="cardiomegaly", severity="moderate")])
+    region = (slice(72, 96), slice(88, 104))  # v 0.13..0.5, u 0.38..0.63: beyond a normal heart
+    assert b[region].mean() > a[region].mean() + 30
+
+
+def test_effusion_brightens_the_named_base_only():
+    a, b = _pair([Finding(kind="effusion", side="right", severity="moderate")])
+    right_base = (slice(80, 96), slice(8, 32))  # v 0.25..0.5; patient right = image left
+    left_base = (slice(80, 96), slice(96, 120))
+    assert b[right_base].mean() > a[right_base].mean() + 15
+    assert abs(b[left_base].mean() - a[left_base].mean()) < 2
+
+
+def test_pneumothorax_darkens_named_apex():
+    a, b = _pair([Finding(kind="pneumothorax", side="left", severity="moderate")])
+    left_lateral = (slice(40, 90), slice(104, 118))  # u 0.63..0.84: lateral rim of left lung
+    assert b[left_lateral].mean() < a[left_lateral].mean() - 10
+    assert np.abs(b[:, :50] - a[:, :50]).mean() < 1
+
+
+@pytest.mark.parametrize(
+    "finding",
+    [
+        Finding(kind="consolidation", side="right", zone="lower"),
+        Finding(kind="consolidation", side="left", zone="upper", hedged=True),
+        Finding(kind="nodule", side="left", zone="middle"),
+        Finding(kind="device", device="ett"),
+        Finding(kind="device", device="cvc"),
+        Finding(kind="device", device="pacemaker"),
+        Finding(kind="edema", side="bilateral"),
+        Finding(kind="atelectasis", side="right", zone="lower"),
+    ],
+    ids=lambda f: f"{f.kind}-{f.device or f.side}",
+)
+def test_every_finding_visible_after_downsampling(finding):
+    a, b = _pair([finding], size=256)
+
+    def down(x: np.ndarray) -> np.ndarray:  # 256 -> 128 -> 4x4 block means (32 x 32)
+        small = np.asarray(Image.fromarray(x.astype(np.uint8)).resize((128, 128), Image.BILINEAR))
+        return small.astype(np.float32).reshape(32, 4, 32, 4).mean(axis=(1, 3))
+
+    assert np.abs(down(b) - down(a)).max() > 15
+
+
+def test_lateral_view_and_bad_view():
+    img = draw_phantom(np.random.default_rng(0), [], 64, view="lateral")
+    assert img.shape == (64, 64) and img.dtype == np.uint8
+    with pytest.raises(ValueError, match="view"):
+        draw_phantom(np.random.default_rng(0), [], 64, view="oblique")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(layout="chexpert"),
+        dict(n=0),
+        dict(phi_fraction=1.5),
+        dict(split_fractions=(0.5, 0.2, 0.2)),
+    ],
+)
+def test_config_validation(kwargs):
+    with pytest.raises(ValueError):
+        SynthConfig(**kwargs)
