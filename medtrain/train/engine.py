@@ -82,6 +82,10 @@ def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
 
 def build_engine(model: nn.Module, cfg: TrainConfig, world_size: int):
     """-> (engine, optimizer, scheduler). Optimizer: torch AdamW (fused kernel on CUDA)."""
+    if cfg.precision == "bf16":
+        # DeepSpeed casts parameters only; floating buffers (Swin's shifted-window attention mask)
+        # must follow or attention mixes fp32 and bf16.
+        model.to(torch.bfloat16)
     opt = torch.optim.AdamW(
         param_groups(model, cfg.weight_decay),
         lr=cfg.lr,
