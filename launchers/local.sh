@@ -5,4 +5,4 @@ set -euo pipefail
 N=${1:-$(nvidia-smi -L 2>/dev/null | wc -l)}
 shift || true
 [ "${1:-}" = "--" ] && shift
-exec deepspeed --num_gpus "${N:-1}" --module medtrain.cli pretrain "$@"
+exec deepspeed --num_gpus "${N:-1}" --module medtrain pretrain "$@"

@@ -9,4 +9,4 @@ set -euo pipefail
 : "${MASTER_ADDR:?set MASTER_ADDR (address of node 0)}"
 exec deepspeed --hostfile "$HOSTFILE" --no_ssh --node_rank "$NODE_RANK" \
     --master_addr "$MASTER_ADDR" --master_port "${MASTER_PORT:-29500}" \
-    --module medtrain.cli pretrain "$@"
+    --module medtrain pretrain "$@"

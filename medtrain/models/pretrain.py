@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-from medtrain.models.fusion import FusionConfig, build_fusion
+from medtrain.models.attention import ATTENTION_IMPLS
+from medtrain.models.fusion import FUSIONS, FusionConfig, build_fusion
 from medtrain.models.fusion.layers import lengths_from_mask
 from medtrain.models.heads import LogitScale, MLMHead, Projection
 from medtrain.models.norm import layer_norm_cls, replace_layer_norms
@@ -28,6 +29,19 @@ class ModelConfig:
     def validate(self) -> None:
         if self.mlm_on not in ("fused", "text"):
             raise ValueError(f"model.mlm_on must be 'fused' or 'text', got {self.mlm_on!r}")
+        if self.fusion.name not in FUSIONS:
+            raise ValueError(
+                f"unknown fusion strategy {self.fusion.name!r}; valid: {sorted(FUSIONS)}"
+            )
+        if self.fusion.attn_impl not in ATTENTION_IMPLS:
+            raise ValueError(
+                f"unknown attention implementation {self.fusion.attn_impl!r}; "
+                f"valid: {sorted(ATTENTION_IMPLS)}"
+            )
+        if self.text.attn_impl not in ("eager", "sdpa"):
+            raise ValueError(
+                f"model.text.attn_impl must be eager or sdpa, got {self.text.attn_impl!r}"
+            )
         self.vision.validate()
 
 

@@ -14,14 +14,14 @@ def read_metrics(run):
 @pytest.mark.slow
 def test_pretrain_learns_writes_logs_checkpoint_and_evaluates(synth_mimic, tokenizer_dir, tmp_path):
     run = tmp_path / "run"
-    sets = tiny_overrides(synth_mimic, tokenizer_dir, run, **{"train.steps": 40, "train.lr": 1e-3})
+    sets = tiny_overrides(synth_mimic, tokenizer_dir, run, **{"train.steps": 60, "train.lr": 1e-3})
     proc = run_cli("pretrain", "--preset", "tiny-cpu", *sets)
     assert "held-out zero-shot AUC" in proc.stdout and "checkpoints:" in proc.stdout
     rows = [r for r in read_metrics(run) if "loss/total" in r]
-    assert [r["step"] for r in rows] == list(range(1, 41))
+    assert [r["step"] for r in rows] == list(range(1, 61))
     first = sum(r["loss/total"] for r in rows[:5]) / 5
     last = sum(r["loss/total"] for r in rows[-5:]) / 5
-    assert last < 0.8 * first, (first, last)  # it learns, not just runs
+    assert last < first - 1.0, (first, last)  # it learns, not just runs
     assert rows[-1]["loss/mlm"] < rows[0]["loss/mlm"]
     for key in (
         "loss/contrastive",
@@ -31,8 +31,10 @@ def test_pretrain_learns_writes_logs_checkpoint_and_evaluates(synth_mimic, token
         "perf/samples_per_s",
     ):
         assert key in rows[-1]
-    assert rows[3]["train/lr"] == pytest.approx(1e-3)  # linear warmup over the first 10% ends
-    assert (run / "checkpoints" / "latest").read_text().strip() == "step40"
+    # Linear warmup over the first 10% (6 steps); the lr logged after step k is the one for k+1.
+    assert rows[0]["train/lr"] == pytest.approx(1e-3 * 2 / 6)
+    assert rows[4]["train/lr"] == pytest.approx(1e-3)
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step60"
     assert list((run / "tb").glob("events.out.tfevents.*"))
     final = json.loads((run / "eval" / "final.json").read_text())
     assert {"i2t_R@1", "t2i_R@10", "auc/mean"} <= set(final)

@@ -1,0 +1,39 @@
+"""`medtrain <command>`: one module per command group, each adding its own subparsers.
+
+Run options come from presets and `--set section.key=value` overrides, not from flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from medtrain.cli import data, evaluate, tokenizer, train
+from medtrain.config import ConfigError
+from medtrain.data.errors import DataError
+
+GROUPS = (data, tokenizer, train, evaluate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="medtrain", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    for group in GROUPS:
+        group.add_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except (ConfigError, DataError, FileNotFoundError) as e:
+        print(f"medtrain: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
