@@ -8,6 +8,10 @@ import pytest
 # Keep CPU tests deterministic and light on the 2-core machine.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Triton kernels run under the interpreter on CPU-only machines. It must be set before any kernel
+# module is imported (triton.jit reads it at decoration time).
+if not os.path.exists("/dev/nvidia0") and "TRITON_INTERPRET" not in os.environ:
+    os.environ["TRITON_INTERPRET"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
 
