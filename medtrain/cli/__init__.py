@@ -18,6 +18,8 @@ GROUPS = (data, tokenizer, train, evaluate)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="medtrain", description=__doc__)
+    # The deepspeed launcher inserts --local_rank=N before the command (LOCAL_RANK is also set).
+    p.add_argument("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
     for group in GROUPS:
         group.add_parser(sub)

@@ -40,5 +40,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="override one config field, e.g. train.lr=1e-4 (repeatable)",
     )
     pt.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
-    pt.add_argument("--local_rank", type=int, default=-1, help=argparse.SUPPRESS)  # deepspeed
     pt.set_defaults(fn=_pretrain)

@@ -102,7 +102,10 @@ def test_multinode_no_ssh_path_with_zero3(synth_mimic, tokenizer_dir, tmp_path):
     hostfile.write_text("localhost slots=1\n127.0.0.1 slots=1\n")
     port = str(free_port())
     sets = tiny_overrides(
-        synth_mimic, tokenizer_dir, run, **{"train.zero_stage": 3, "train.steps": 2}
+        synth_mimic,
+        tokenizer_dir,
+        run,
+        **{"train.zero_stage": 3, "train.steps": 2, "train.grad_accum_steps": 2},
     )
     procs = []
     for node in (0, 1):
@@ -136,5 +139,5 @@ def test_multinode_no_ssh_path_with_zero3(synth_mimic, tokenizer_dir, tmp_path):
         )
     outs = [p.communicate(timeout=900)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), "\n".join(o[-3000:] for o in outs)
-    assert "2 rank(s)" in outs[0]
+    assert "2 rank(s)" in outs[0] and "global batch 32" in outs[0]  # 8 x accum 2 x 2 ranks
     assert (run / "checkpoints" / "latest").read_text().strip() == "step2"

@@ -109,6 +109,6 @@ def test_base_h100_preset_builds_and_runs_one_step_on_cpu(synth_mimic, tokenizer
     proc = run_cli("pretrain", "--preset", "base-h100", *sets, timeout=900)
     assert "1 steps" in proc.stdout
     assert (run / "checkpoints" / "latest").read_text().strip() == "step1"
-    header = proc.stdout.splitlines()[0] if proc.stdout else ""
+    header = next(line for line in proc.stdout.splitlines() if "medtrain pretrain:" in line)
     params = float(header.split("pairs, ")[1].split("M params")[0])
     assert params > 150  # Swin-B + BERT-base + 6 fusion layers, really built
