@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO_N ?= 3000
+DEMO_N ?= 4000
 
 .PHONY: setup demo test lint bench clean-demo
 
@@ -23,8 +23,9 @@ data/tokenizer/tokenizer.json: data/synth-mimic/.done
 	$(BIN)/medtrain tokenizer train --root data/synth-mimic --vocab-size 2048 --out data/tokenizer
 
 # Synthetic data -> tokenizer -> pretraining (DeepSpeed, tiny-cpu preset) -> held-out evaluation.
+# Re-running resumes from the latest checkpoint (a finished run only re-evaluates).
 demo: setup data/tokenizer/tokenizer.json
-	$(BIN)/medtrain pretrain --preset tiny-cpu
+	$(BIN)/medtrain pretrain --preset tiny-cpu --resume
 	$(BIN)/medtrain eval --run runs/tiny-cpu --split test
 
 lint: setup
