@@ -56,3 +56,28 @@ def write_results(name: str, records: list[dict], markdown: str) -> tuple[Path, 
     md = RESULTS / f"{name}.md"
     md.write_text(markdown)
     return jsonl, md
+
+
+def time_cuda(
+    fn: Callable[[], None], *, warmup_ms: int = 25, rep_ms: int = 100
+) -> dict[str, float]:
+    """Median and p20/p80 seconds of GPU work: triton.testing.do_bench (CUDA events, L2 flushed
+    between runs) after `warmup_ms` of warm-up. Same keys as `time_fn`."""
+    from triton.testing import do_bench
+
+    med, p20, p80 = do_bench(fn, warmup=warmup_ms, rep=rep_ms, quantiles=[0.5, 0.2, 0.8])
+    return {"median_s": med / 1e3, "p20_s": p20 / 1e3, "p80_s": p80 / 1e3}
+
+
+def time_cpu_fn(fn: Callable[[], None], *, warmup: int, iters: int) -> dict[str, float]:
+    """Like `time_fn` but in CPU seconds of this process (time.process_time): the per-core cost
+    of single-threaded code, unaffected by other processes sharing the cores."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t = time.process_time()
+        fn()
+        times.append(time.process_time() - t)
+    q = statistics.quantiles(times, n=5)
+    return {"median_s": statistics.median(times), "p20_s": q[0], "p80_s": q[3]}

@@ -8,11 +8,17 @@ All implementations share the fused kernel's signature and padding semantics:
 Padding is always on the right. Keys at positions >= kv_lens[b] are ignored; query rows at
 positions >= q_lens[b] are written as zeros (they contribute nothing downstream and receive zero
 gradient). A row with kv_lens[b] == 0 has no valid key and is zero as well.
+
+`triton` (the fused kernel in medtrain.kernels.attention) is imported on its first call, so
+machines without triton or a GPU import this module fine; `auto` picks triton for CUDA tensors
+(when triton is installed) and sdpa otherwise.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 from collections.abc import Callable
 
 import torch
@@ -99,3 +105,44 @@ def sdpa_attention(
         mask = kv_valid[:, None, None, :]  # (B, 1, 1, Lk), True = attend
     o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     return _zero_invalid_rows(o, _length_mask(q_lens, q.shape[2], q.device), kv_lens)
+
+
+@register_attention("triton")
+def triton_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    q_lens: Tensor | None = None,
+    kv_lens: Tensor | None = None,
+    scale: float | None = None,
+) -> Tensor:
+    """Fused Triton kernel (medtrain.kernels.attention); CUDA, or CPU under TRITON_INTERPRET=1."""
+    if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError(
+            f"attention implementation 'triton' needs CUDA tensors, got device {q.device}. "
+            "On CPU use attn_impl 'sdpa' (or 'eager', or 'auto'), or set TRITON_INTERPRET=1 "
+            "before medtrain.kernels is first imported to run the kernel in Triton's "
+            "interpreter (slow; meant for tests)."
+        )
+    from medtrain.kernels.attention import cross_attention
+
+    return cross_attention(q, k, v, q_lens=q_lens, kv_lens=kv_lens, scale=scale)
+
+
+_HAS_TRITON = importlib.util.find_spec("triton") is not None
+
+
+@register_attention("auto")
+def auto_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    q_lens: Tensor | None = None,
+    kv_lens: Tensor | None = None,
+    scale: float | None = None,
+) -> Tensor:
+    """triton for CUDA tensors when triton is installed, sdpa otherwise."""
+    attend = triton_attention if q.is_cuda and _HAS_TRITON else sdpa_attention
+    return attend(q, k, v, q_lens=q_lens, kv_lens=kv_lens, scale=scale)

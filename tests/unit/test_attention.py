@@ -1,9 +1,13 @@
 import math
+import zlib
 
 import pytest
 import torch
 
-from medtrain.models.attention import ATTENTION_IMPLS, get_attention
+from medtrain.models.attention import get_attention
+
+# The pure-PyTorch implementations; the Triton kernel is tested in tests/kernels/.
+TORCH_IMPLS = ("eager", "sdpa")
 
 
 def loop_reference(q, k, v, q_lens, kv_lens, scale):
@@ -28,10 +32,10 @@ CASES = [  # B, H, Lq, Lk, D, with q_lens, with kv_lens
 ]
 
 
-@pytest.mark.parametrize("impl", sorted(ATTENTION_IMPLS))
+@pytest.mark.parametrize("impl", TORCH_IMPLS)
 @pytest.mark.parametrize("B,H,Lq,Lk,D,use_q,use_kv", CASES)
 def test_matches_reference_forward_and_backward(impl, B, H, Lq, Lk, D, use_q, use_kv):
-    g = torch.Generator().manual_seed(hash((impl, B, Lq, Lk)) % 2**31)
+    g = torch.Generator().manual_seed(zlib.crc32(f"{impl}-{B}-{Lq}-{Lk}".encode()))
     q, k, v = (torch.randn(B, H, n, D, generator=g) for n in (Lq, Lk, Lk))
     q_lens = torch.randint(1, Lq + 1, (B,), generator=g) if use_q else None
     kv_lens = torch.randint(1, Lk + 1, (B,), generator=g) if use_kv else None
@@ -58,7 +62,7 @@ def test_matches_reference_forward_and_backward(impl, B, H, Lq, Lk, D, use_q, us
 def test_padded_rows_are_zero_and_keys_past_length_are_ignored():
     q, k, v = torch.randn(2, 2, 6, 8), torch.randn(2, 2, 9, 8), torch.randn(2, 2, 9, 8)
     q_lens, kv_lens = torch.tensor([4, 6]), torch.tensor([5, 9])
-    for impl in ATTENTION_IMPLS:
+    for impl in TORCH_IMPLS:
         attend = get_attention(impl)
         o = attend(q, k, v, q_lens=q_lens, kv_lens=kv_lens)
         assert o[0, :, 4:].abs().max() == 0

@@ -2,7 +2,6 @@ import pytest
 import torch
 from torch import nn
 
-from medtrain.models.attention import ATTENTION_IMPLS
 from medtrain.models.fusion import FUSIONS, FusionConfig, build_fusion
 
 B, LT, LI, C, CV = 3, 11, 16, 32, 24
@@ -30,7 +29,7 @@ def valid(x, lens):
 def test_every_attention_impl_gives_same_outputs_and_grads(name):
     text, lens, image = inputs(1)
     results = {}
-    for impl in sorted(ATTENTION_IMPLS):
+    for impl in ("eager", "sdpa"):  # triton: tests/kernels/test_fusion_triton.py
         m = make(name, impl)
         t, i = text.clone().requires_grad_(), image.clone().requires_grad_()
         out = m(t, lens, i)

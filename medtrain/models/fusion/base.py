@@ -17,7 +17,7 @@ class FusionConfig:
     num_heads: int = 4
     mlp_ratio: float = 4.0
     dropout: float = 0.0
-    attn_impl: str = "sdpa"  # eager | sdpa | triton (see medtrain.models.attention)
+    attn_impl: str = "sdpa"  # eager | sdpa | triton | auto (triton on CUDA, else sdpa)
 
 
 class FusionOutput(NamedTuple):  # a tuple, so ZeRO-3's module output hooks can walk it

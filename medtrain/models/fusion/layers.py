@@ -1,7 +1,7 @@
 """Transformer building blocks shared by the fusion strategies (pre-norm, residual).
 
 Every attention call goes through the attention registry (medtrain.models.attention), so each
-fusion strategy runs with every implementation (eager | sdpa | triton).
+fusion strategy runs with every implementation (eager | sdpa | triton | auto).
 """
 
 from __future__ import annotations
