@@ -1,50 +1,149 @@
-"""`medtrain tokenizer ...`: vocabulary training."""
+"""`medtrain tokenizer train`: WordPiece vocabulary on de-identified text only.
+
+Inputs: reports from data set roots (--root DIR --source KIND; this command de-identifies
+them) and corpus files (--corpus FILE..., one document per line), which must be marked
+de-identified by name (`*.deid.txt`) or scrubbed here (--scrub); --force trains on unmarked
+files anyway and says so. PHI-like vocabulary tokens are removed (vocab_audit.json).
+Fertility (tokens per word) on held-out reports is printed for the new vocabulary and for a
+general-English vocabulary trained the same way (same size and settings) on a procedural
+corpus of the same size, or on --baseline-corpus files.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 from pathlib import Path
 
 from medtrain.data.errors import DataError
 
+log = logging.getLogger(__name__)
+HOLDOUT_EVERY = 20  # without a held-out split, every 20th document is held out
+PROVENANCE_FILE = "provenance.json"
 
-def _reports(source: str, root: str, split: str) -> list[str]:
+
+def _reader_reports(source: str, root: str, splits: list[str], names: set[str]) -> list[str]:
+    """De-identified training text of each study's report (one per study) in `splits`."""
+    from medtrain.data.deid import deidentify, name_words
     from medtrain.data.reports import training_text
     from medtrain.data.sources import get_source
 
-    if not Path(root).is_dir():
+    if not Path(root).exists():
         raise DataError(f"corpus root {root} does not exist")
-    texts = []
-    for rec in get_source(source)(Path(root), splits=[split]):
+    texts, seen = [], set()
+    for rec in get_source(source)(Path(root), splits=splits):
+        key = rec.study_id or rec.id
+        if key in seen:
+            continue
+        seen.add(key)
+        result = deidentify(rec.report)
+        names |= name_words(rec.report, result.spans)
         try:
-            texts.append(training_text(rec.report))
+            texts.append(training_text(result.text))
         except DataError:
             continue
     return texts
 
 
-def _train(args: argparse.Namespace) -> None:
-    from medtrain.data.tokenizer import train_tokenizer
+def _corpus_file(path: Path, args: argparse.Namespace, names: set[str]) -> tuple[list[str], str]:
+    """(documents, provenance) of one corpus file; refuses unmarked files (see module doc)."""
+    from medtrain.data.deid import deidentify, name_words
+    from medtrain.data.tokenizer import is_marked_deidentified
 
+    if not path.is_file():
+        raise DataError(f"corpus file not found: {path}")
+    docs = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if is_marked_deidentified(path):
+        return docs, "marked .deid"
+    if args.scrub:
+        out = []
+        for doc in docs:
+            result = deidentify(doc)
+            names |= name_words(doc, result.spans)
+            out.append(result.text)
+        return out, "scrubbed by --scrub"
+    if args.force:
+        log.warning("training on %s although it is not marked de-identified (--force)", path)
+        return docs, "NOT de-identified (--force)"
+    raise DataError(
+        f"{path}: not marked as de-identified. De-identify it and name it "
+        f"{path.stem}.deid{path.suffix or '.txt'}, pass --scrub to de-identify it now, "
+        "or --force to train on it as it is"
+    )
+
+
+def _baseline_texts(args: argparse.Namespace, n_chars: int) -> list[str]:
+    from medtrain.data.synth_text import general_text
+
+    if args.baseline_corpus:
+        docs = []
+        for f in args.baseline_corpus:
+            docs += [x for x in Path(f).read_text(encoding="utf-8").splitlines() if x.strip()]
+        return docs
+    docs: list[str] = []
+    seed = 0
+    while sum(map(len, docs)) < n_chars:
+        docs += general_text(500, seed=seed)
+        seed += 1
+    return docs
+
+
+def _train(args: argparse.Namespace) -> None:
+    from medtrain.data.tokenizer import fertility, train_tokenizer
+
+    names: set[str] = set()
     texts: list[str] = []
+    held: list[str] = []
+    provenance = []
     for root in args.root:
-        texts += _reports(args.source, root, args.split)
+        texts += _reader_reports(args.source, root, [args.split], names)
+        held += _reader_reports(args.source, root, [args.heldout_split], set())
+        provenance.append({"root": root, "source": args.source, "deid": "run by this command"})
     for f in args.corpus:
-        texts += [line for line in Path(f).read_text().splitlines() if line.strip()]
+        docs, how = _corpus_file(Path(f), args, names)
+        texts += docs
+        provenance.append({"corpus": f, "deid": how})
     if not texts:
         raise DataError("no text to train the tokenizer on (give --root and/or --corpus)")
-    tok = train_tokenizer(texts, vocab_size=args.vocab_size, out_dir=Path(args.out))
-    print(f"trained WordPiece vocab of {len(tok)} on {len(texts)} documents -> {args.out}")
+    if not held:  # hold out every HOLDOUT_EVERY-th document
+        held = texts[HOLDOUT_EVERY - 1 :: HOLDOUT_EVERY]
+        texts = [t for i, t in enumerate(texts) if (i + 1) % HOLDOUT_EVERY]
+    out = Path(args.out)
+    tok = train_tokenizer(texts, vocab_size=args.vocab_size, out_dir=out, phi_names=names)
+    removed = json.loads((out / "vocab_audit.json").read_text())["removed"]
+    (out / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=1) + "\n")
+    print(f"trained WordPiece vocab of {len(tok)} on {len(texts)} documents -> {out}")
+    print(f"vocabulary audit: {len(removed)} PHI-like tokens removed (see {out}/vocab_audit.json)")
+    if not held:
+        return
+    print(f"fertility (tokens per word) on {len(held)} held-out reports:")
+    print(f"  domain vocabulary   {fertility(tok, held):.3f}")
+    if not args.no_baseline:
+        base_docs = _baseline_texts(args, sum(map(len, texts)))
+        base = train_tokenizer(base_docs, vocab_size=args.vocab_size, out_dir=None)
+        what = "--baseline-corpus" if args.baseline_corpus else "procedural general English"
+        print(f"  general vocabulary  {fertility(base, held):.3f}  ({len(base)} tokens, {what})")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     tok = sub.add_parser("tokenizer", help="tokenizer")
     cmds = tok.add_subparsers(dest="tok_cmd", required=True)
-    t = cmds.add_parser("train", help="train a WordPiece vocabulary on report text")
+    t = cmds.add_parser(
+        "train",
+        help="train a WordPiece vocabulary on de-identified report text",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     t.add_argument("--source", default="mimic-cxr-jpg", help="reader for --root directories")
-    t.add_argument("--root", nargs="*", default=[], help="data set roots (train split is read)")
-    t.add_argument("--split", default="train")
+    t.add_argument("--root", nargs="*", default=[], help="data set roots (de-identified here)")
+    t.add_argument("--split", default="train", help="split of --root read for training")
+    t.add_argument("--heldout-split", default="validate", help="split for the fertility report")
     t.add_argument("--corpus", nargs="*", default=[], help="text files, one document per line")
+    t.add_argument("--scrub", action="store_true", help="de-identify unmarked --corpus files")
+    t.add_argument("--force", action="store_true", help="accept unmarked --corpus files as is")
     t.add_argument("--vocab-size", type=int, default=4096)
+    t.add_argument("--baseline-corpus", nargs="*", default=[], help="general text for baseline")
+    t.add_argument("--no-baseline", action="store_true", help="skip the general vocabulary")
     t.add_argument("--out", required=True)
     t.set_defaults(fn=_train)

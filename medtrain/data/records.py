@@ -17,6 +17,7 @@ class Record:
     split:      "train" | "validate" | "test"
     study_id, subject_id: grouping ids where the source has them ("" otherwise)
     view:       view position (PA, AP, LATERAL, ...) where known
+    image_kind: "dicom" for DICOM files (which often have no suffix); "" = decide by suffix
     """
 
     id: str
@@ -27,3 +28,4 @@ class Record:
     study_id: str = ""
     subject_id: str = ""
     view: str = ""
+    image_kind: str = ""

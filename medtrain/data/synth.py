@@ -1,11 +1,20 @@
 """Synthetic chest X-ray data sets written in the real on-disk layouts (DESIGN.md section 6).
 
-`generate(SynthConfig(layout="mimic-cxr-jpg"), out)` writes MIMIC-CXR-JPG (JPEG images, report
-.txt files, gzip CSVs); `layout="openi"` writes Open-I (ecgen-radiology XML, NLMCXR_png PNGs).
-Both also write `phi_ground_truth.jsonl`: one line per report, {"report_id", "path", "spans"},
-spans [start, end, kind] into the raw report text the reader yields (Record.report; report_id
-equals Record.study_id). Everything is a function of (seed, index): study i uses generators
-seeded from (seed, 1, i), so output is byte-identical for a seed and can be chunked later.
+`generate(SynthConfig(layout=...), out)` writes one layout, the same one its reader reads:
+- "mimic-cxr-jpg": JPEG images, report .txt files, gzip CSVs;
+- "openi": ecgen-radiology XML + NLMCXR_png PNGs;
+- "r2gen": annotation.json + images/<id>/{0,1}.png (IU X-ray as packaged by R2Gen);
+- "dicom": a hospital export (see sources/dicom.py): export/S#####/IM####.dcm in the encodings
+  of synth_dicom.py, reports.csv or report.txt, plus non-radiograph (CT) files to be skipped;
+  hospital reports carry real-looking PHI instead of a data set's masks. Also writes
+  dicom_truth.jsonl (per file: variant, modality, view, truth PNG) and pixel_truth/*.png, the
+  phantoms a correct decoder recovers exactly;
+- "manifest": images/*.png + manifest.jsonl or manifest.csv (`manifest_format`).
+Every layout writes `phi_ground_truth.jsonl`: one line per report, {"report_id", "path",
+"spans"}, spans [start, end, kind] into the raw report text the reader yields (Record.report;
+report_id equals Record.study_id; for "dicom" with MEDTRAIN_ID_SALT unset). Everything is a
+function of (seed, index): study i uses generators seeded from (seed, 1, i), so output is
+byte-identical for a seed and can be chunked later.
 """
 
 from __future__ import annotations
@@ -35,8 +44,11 @@ from medtrain.data.report_templates import (
     strip_phi_markers,
 )
 from medtrain.data.reports import assemble_sections
+from medtrain.data.sources.common import pseudonym
+from medtrain.data.synth_dicom import VARIANTS, uid, write_dicom
 
-LAYOUTS = ("mimic-cxr-jpg", "openi")
+LAYOUTS = ("mimic-cxr-jpg", "openi", "r2gen", "dicom", "manifest")
+MANIFEST_FORMATS = ("jsonl", "csv")
 PREVALENCE = {  # independent per finding kind
     "consolidation": 0.15,
     "effusion": 0.18,
@@ -74,13 +86,14 @@ _MESH_DEVICE = {
 
 @dataclass(kw_only=True, slots=True)
 class SynthConfig:
-    layout: str = "mimic-cxr-jpg"  # or "openi"
+    layout: str = "mimic-cxr-jpg"  # one of LAYOUTS
     n: int = 1000  # number of frontal images (one per study/report)
     seed: int = 0
     image_size: int = 512  # square output side in pixels
-    phi_fraction: float = 0.2  # fraction of reports with injected PHI
-    lateral_fraction: float = 0.0  # MIMIC only: extra LATERAL image for this fraction of studies
+    phi_fraction: float = 0.2  # fraction of reports with injected PHI sentences
+    lateral_fraction: float = 0.0  # not Open-I: extra LATERAL image for this fraction of studies
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train/validate/test, by subject
+    manifest_format: str = "jsonl"  # layout "manifest": "jsonl" or "csv"
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -90,6 +103,8 @@ class SynthConfig:
         for name in ("phi_fraction", "lateral_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.manifest_format not in MANIFEST_FORMATS:
+            raise ValueError(f"manifest_format must be one of {MANIFEST_FORMATS}")
         fr = self.split_fractions
         if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1.0) > 1e-6:
             raise ValueError(f"split_fractions must be 3 non-negative values summing to 1: {fr}")
@@ -180,10 +195,14 @@ def generate(cfg: SynthConfig, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     tally = _Tally()
-    if cfg.layout == "mimic-cxr-jpg":
-        counts = _write_mimic(cfg, out, tally)
-    else:
-        counts = _write_openi(cfg, out, tally)
+    writers = {
+        "mimic-cxr-jpg": _write_mimic,
+        "openi": _write_openi,
+        "r2gen": _write_r2gen,
+        "dicom": _write_dicom,
+        "manifest": _write_manifest,
+    }
+    counts = writers[cfg.layout](cfg, out, tally)
     seconds = time.perf_counter() - t0
     return {
         "layout": cfg.layout,
@@ -376,3 +395,211 @@ def _write_openi(cfg: SynthConfig, out: Path, tally: _Tally) -> dict:
             phi_file.write(json.dumps({"report_id": f"CXR{n}", "path": rel, "spans": spans}) + "\n")
             tally.add(report, len(spans))
     return {"images": cfg.n, "frontal": cfg.n, "lateral": 0, "reports": cfg.n}
+
+
+def _frontal_and_lateral(
+    cfg: SynthConfig, rng: np.random.Generator, findings: list[Finding], rngs: list
+) -> tuple[str, list[tuple[str, np.random.Generator]], bool]:
+    """(frontal view, [(view position, image rng)], phi) with the draws _write_mimic makes."""
+    has_device = any(f.kind == "device" for f in findings)
+    view = "AP" if has_device or rng.random() < 0.25 else "PA"
+    lateral = rng.random() < cfg.lateral_fraction
+    phi = rng.random() < cfg.phi_fraction
+    images = [(view, rngs[0])] + ([("LATERAL", rngs[1])] if lateral else [])
+    return view, images, phi
+
+
+def _phantom(cfg: SynthConfig, rng: np.random.Generator, findings: list[Finding], pos: str):
+    view = "lateral" if pos == "LATERAL" else "frontal"
+    return draw_phantom(rng, findings, cfg.image_size, view=view)
+
+
+def _write_r2gen(cfg: SynthConfig, out: Path, tally: _Tally) -> dict:
+    """annotation.json + images/<id>/<k>.png; report = the FINDINGS text (else IMPRESSION)."""
+    structure, n_subj = _mimic_structure(cfg)
+    key = {"train": "train", "validate": "val", "test": "test"}
+    annotation: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
+    n_images = 0
+    with open(out / "phi_ground_truth.jsonl", "w", encoding="utf-8") as phi_file:
+        for i, (_, _, split) in enumerate(structure):
+            rng, *rngs = _study_rngs(cfg.seed, i)
+            findings = sample_findings(rng)
+            _, images, phi = _frontal_and_lateral(cfg, rng, findings, rngs)
+            report = render_report(rng, findings, placeholder="XXXX", phi=phi, style="openi")
+            body = dict(report.sections)
+            text, spans = strip_phi_markers(body.get("FINDINGS") or body["IMPRESSION"])
+            rid = f"CXR{i + 1}_IM-{(i + 1) % 10000:04d}"
+            (out / "images" / rid).mkdir(parents=True, exist_ok=True)
+            paths = []
+            for k, (pos, img_rng) in enumerate(images):
+                pixels = _phantom(cfg, img_rng, findings, pos)
+                Image.fromarray(pixels).save(out / "images" / rid / f"{k}.png", compress_level=3)
+                paths.append(f"{rid}/{k}.png")
+            entry = {"id": rid, "report": text, "image_path": paths, "split": key[split]}
+            annotation[key[split]].append(entry)
+            phi_file.write(
+                json.dumps({"report_id": rid, "path": "annotation.json", "spans": spans})
+            )
+            phi_file.write("\n")
+            tally.add(report, len(spans))
+            tally.splits[split] += 1
+            n_images += len(images)
+    (out / "annotation.json").write_text(json.dumps(annotation), encoding="utf-8")
+    return {
+        "images": n_images,
+        "frontal": cfg.n,
+        "lateral": n_images - cfg.n,
+        "reports": cfg.n,
+        "subjects": n_subj,
+        "splits": dict(sorted(tally.splits.items())),
+    }
+
+
+_INSTITUTIONS = ("Mercy General Hospital", "Lakeside Community Hospital", "Riverside Health Center")
+_PATIENT_NAMES = ("DOE^JOHN", "ROE^MARY^A", "NGUYEN^WEI", "OKAFOR^CHINEDU", "GARCIA^LUCIA")
+
+
+def _dicom_header(cfg: SynthConfig, rng: np.random.Generator, i: int, subject: int, view: str):
+    """Patient/study attributes of study i, with the identifiers a real export carries."""
+    prng = np.random.default_rng([cfg.seed, 3, subject])  # same patient, same identity
+    birth = f"{1930 + int(prng.integers(70))}{int(prng.integers(1, 13)):02d}"
+    birth += f"{int(prng.integers(1, 29)):02d}"
+    date = f"{2015 + int(rng.integers(10))}{int(rng.integers(1, 13)):02d}"
+    date += f"{int(rng.integers(1, 29)):02d}"
+    return {
+        "PatientName": _PATIENT_NAMES[int(prng.integers(len(_PATIENT_NAMES)))],
+        "PatientID": f"{subject}",
+        "PatientBirthDate": birth,
+        "PatientSex": "MF"[int(prng.integers(2))],
+        "StudyInstanceUID": uid(cfg.seed, "study", i),
+        "AccessionNumber": f"RA{int(rng.integers(1000, 10000))}{i:07d}",
+        "StudyDate": date,
+        "StudyTime": f"{int(rng.integers(24)):02d}{int(rng.integers(60)):02d}00",
+        "InstitutionName": _INSTITUTIONS[int(rng.integers(len(_INSTITUTIONS)))],
+        "ReferringPhysicianName": "SMITH^ANNA",
+        "BodyPartExamined": "CHEST",
+        "StudyDescription": _EXAM[view],
+    }
+
+
+def _write_dicom(cfg: SynthConfig, out: Path, tally: _Tally) -> dict:
+    """Hospital export: export/S#####/IM####.dcm; reports.csv, or report.txt every 4th study."""
+    structure, n_subj = _mimic_structure(cfg)
+    reports: list[tuple[str, str]] = []
+    n_images = n_other = 0
+    with (
+        open(out / "phi_ground_truth.jsonl", "w", encoding="utf-8") as phi_file,
+        open(out / "dicom_truth.jsonl", "w", encoding="utf-8") as truth_file,
+    ):
+        for i, (subject, _, split) in enumerate(structure):
+            rng, *rngs = _study_rngs(cfg.seed, i)
+            findings = sample_findings(rng)
+            view, images, phi = _frontal_and_lateral(cfg, rng, findings, rngs)
+            report = render_report(rng, findings, placeholder=None, exam=_EXAM[view], phi=phi)
+            text, spans = strip_phi_markers(mimic_text(rng, report.sections))
+            header = _dicom_header(cfg, rng, i, subject, view)
+            folder = f"export/S{i:05d}"
+            for k, (pos, img_rng) in enumerate(images):
+                pixels = _phantom(cfg, img_rng, findings, pos)
+                variant = VARIANTS[n_images % len(VARIANTS)]
+                modality = "CR" if variant.startswith("m1") else "DX"
+                rel = f"{folder}/IM{k + 1:04d}.dcm"
+                extra = {
+                    "ViewPosition": "LL" if pos == "LATERAL" else pos,
+                    "SeriesInstanceUID": uid(cfg.seed, "series", i, k),
+                    "InstanceNumber": "1",
+                }
+                sop = uid(cfg.seed, "sop", i, k)
+                write_dicom(
+                    out / rel, pixels, variant=variant, modality=modality,
+                    header=header | extra, sop_uid=sop,
+                )  # fmt: skip
+                truth = f"pixel_truth/S{i:05d}/IM{k + 1:04d}.png"
+                (out / truth).parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels).save(out / truth, compress_level=3)
+                line = {"path": rel, "truth": truth, "variant": variant, "modality": modality}
+                truth_file.write(json.dumps(line | {"view": pos, "sop_uid": sop}) + "\n")
+                n_images += 1
+            if i % 5 == 2:  # a CT localizer in the same study folder: not a radiograph
+                ct = np.zeros((16, 16), np.uint8)
+                extra = {"SeriesInstanceUID": uid(cfg.seed, "series", i, "ct")}
+                write_dicom(
+                    out / folder / "CT0001.dcm", ct, variant="m2-u12-full", modality="CT",
+                    header=header | extra, sop_uid=uid(cfg.seed, "sop", i, "ct"),
+                )  # fmt: skip
+                n_other += 1
+            if i % 4 == 3:
+                path = f"{folder}/report.txt"
+                (out / path).write_text(text, encoding="utf-8")
+            else:
+                path = "reports.csv"
+                reports.append((header["AccessionNumber"], text))
+            gt = {"report_id": pseudonym(header["StudyInstanceUID"]), "path": path}
+            phi_file.write(
+                json.dumps(gt | {"accession": header["AccessionNumber"], "spans": spans})
+            )
+            phi_file.write("\n")
+            tally.add(report, len(spans))
+            tally.splits[split] += 1
+    with open(out / "reports.csv", "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["AccessionNumber", "report"])
+        writer.writerows(reports)
+    return {
+        "images": n_images,
+        "frontal": cfg.n,
+        "lateral": n_images - cfg.n,
+        "other_modality": n_other,
+        "studies": cfg.n,
+        "subjects": n_subj,
+        "reports": cfg.n,
+        "splits": dict(sorted(tally.splits.items())),
+    }
+
+
+MANIFEST_COLUMNS = ("id", "image", "report", "split", "study_id", "subject_id", "view")
+
+
+def _write_manifest(cfg: SynthConfig, out: Path, tally: _Tally) -> dict:
+    """images/*.png + manifest.{jsonl,csv}: one row per image, CheXpert labels, split by subject."""
+    structure, n_subj = _mimic_structure(cfg)
+    name = f"manifest.{cfg.manifest_format}"
+    rows: list[dict[str, Any]] = []
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    with open(out / "phi_ground_truth.jsonl", "w", encoding="utf-8") as phi_file:
+        for i, (subject, study, split) in enumerate(structure):
+            rng, *rngs = _study_rngs(cfg.seed, i)
+            findings = sample_findings(rng)
+            view, images, phi = _frontal_and_lateral(cfg, rng, findings, rngs)
+            report = render_report(rng, findings, placeholder="___", exam=_EXAM[view], phi=phi)
+            text, spans = strip_phi_markers(mimic_text(rng, report.sections))
+            for k, (pos, img_rng) in enumerate(images):
+                rel = f"images/{i:06d}_{k}.png"
+                pixels = _phantom(cfg, img_rng, findings, pos)
+                Image.fromarray(pixels).save(out / rel, compress_level=3)
+                row = dict(zip(MANIFEST_COLUMNS[:3], (f"{study}_{k}", rel, text), strict=True))
+                row |= {"split": split, "study_id": str(study), "subject_id": str(subject)}
+                rows.append(row | {"view": pos, "labels": report.labels})
+            gt = {"report_id": str(study), "path": name, "spans": spans}
+            phi_file.write(json.dumps(gt) + "\n")
+            tally.add(report, len(spans))
+            tally.splits[split] += 1
+    if cfg.manifest_format == "jsonl":
+        with open(out / name, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+    else:
+        with open(out / name, "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow([*MANIFEST_COLUMNS, *CHEXPERT_LABELS])
+            for row in rows:
+                cells = [row[c] for c in MANIFEST_COLUMNS] + _label_cells(row["labels"])
+                writer.writerow(cells)
+    return {
+        "images": len(rows),
+        "frontal": cfg.n,
+        "lateral": len(rows) - cfg.n,
+        "reports": cfg.n,
+        "subjects": n_subj,
+        "manifest": name,
+        "splits": dict(sorted(tally.splits.items())),
+    }

@@ -1,8 +1,28 @@
-"""BERT-style WordPiece tokenizer: training on de-identified report text, saving and loading."""
+"""BERT-style WordPiece tokenizer: training on de-identified text, vocabulary PHI audit, fertility.
+
+Provenance (enforced by `medtrain tokenizer train`, cli/tokenizer.py): only de-identified text
+is trained on.
+- Reports read through a source reader (--root/--source) are de-identified by the command
+  itself (deid.deidentify on the raw report, then reports.training_text).
+- Corpus files (--corpus, one document per line) count as de-identified only when their name
+  carries a `.deid` part (`notes.deid.txt`, `pubmed.deid`): rename a file after it went
+  through de-identification. `--scrub` runs the de-id pass over unmarked files instead; anything
+  else is refused unless `--force`.
+Vocabulary audit (every training run): tokens that look like PHI are REMOVED from the
+vocabulary (ids renumbered, special ids unchanged) and listed in `vocab_audit.json`:
+- 5 or more digits in a row (MRN, accession, phone fragments);
+- a name: one the de-id pass found in the training input (`phi_names`), or a gazetteer
+  first/last name (deid.FIRST_NAMES / LAST_NAMES); whole-word tokens, and ## pieces of 5+
+  letters.
+Removing (not refusing) keeps training usable when a few leaked names reach the vocabulary;
+the audit file says what was removed, and a large count is the sign to revisit de-id.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +37,16 @@ from tokenizers import (
 )
 from transformers import PreTrainedTokenizerFast
 
+from medtrain.data.deid import FIRST_NAMES, LAST_NAMES
 from medtrain.data.errors import DataError
 
 PAD, UNK, CLS, SEP, MASK, PHI = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[PHI]"
 # Order fixes the ids: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4, [PHI]=5.
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, CLS, SEP, MASK, PHI)
 TOKENIZER_FILE = "tokenizer.json"
+AUDIT_FILE = "vocab_audit.json"
+DEID_MARKER = ".deid"
+_LONG_DIGITS = re.compile(r"\d{5,}")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -33,6 +57,11 @@ class TokenizerConfig:
     vocab_size: int = 4096
     min_frequency: int = 2
     max_length: int = 256
+
+
+def is_marked_deidentified(path: str | Path) -> bool:
+    """Whether a corpus file's name says it was de-identified (`x.deid.txt`, `x.deid`)."""
+    return DEID_MARKER in Path(path).suffixes
 
 
 def _wrap(tok: Tokenizer, max_length: int) -> PreTrainedTokenizerFast:
@@ -50,15 +79,44 @@ def _wrap(tok: Tokenizer, max_length: int) -> PreTrainedTokenizerFast:
     )
 
 
+def audit_vocabulary(tokens: Iterable[str], *, phi_names: Collection[str] = ()) -> dict[str, str]:
+    """Token -> reason for every token that looks like PHI (see module docstring)."""
+    found = {n.lower() for n in phi_names}
+    names = found | FIRST_NAMES | LAST_NAMES
+    rejected = {}
+    for token in tokens:
+        if token in SPECIAL_TOKENS:
+            continue
+        piece = token[2:] if token.startswith("##") else token
+        if _LONG_DIGITS.search(piece):
+            rejected[token] = "5+ digits"
+        elif piece in names and (piece == token or len(piece) >= 5):
+            rejected[token] = "name found by de-id" if piece in found else "gazetteer name"
+    return rejected
+
+
+def _drop_tokens(tok: Tokenizer, drop: Collection[str]) -> None:
+    """Remove tokens from the WordPiece vocabulary in place; remaining ids stay in order."""
+    vocab = tok.get_vocab()
+    kept = [t for t in sorted(vocab, key=vocab.get) if t not in drop]
+    tok.model = models.WordPiece(
+        {t: i for i, t in enumerate(kept)}, unk_token=UNK, continuing_subword_prefix="##"
+    )
+
+
 def train_tokenizer(
     texts: Iterable[str],
     *,
     vocab_size: int,
-    out_dir: Path,
+    out_dir: Path | None,
     min_frequency: int = 2,
     max_length: int = 256,
+    phi_names: Collection[str] = (),
 ) -> PreTrainedTokenizerFast:
-    """Train a lowercase WordPiece tokenizer on `texts` and save it to `out_dir`."""
+    """Train a lowercase WordPiece tokenizer on `texts`, audit its vocabulary, save to `out_dir`.
+
+    PHI-like tokens are removed (module docstring); out_dir None trains without saving.
+    """
     tok = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix="##"))
     tok.normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
@@ -76,6 +134,9 @@ def train_tokenizer(
     # Added special tokens are matched on the raw text before normalization, so "[PHI]" stays
     # one token instead of being lowercased and split into "[", "phi", "]".
     tok.add_special_tokens(list(SPECIAL_TOKENS))
+    rejected = audit_vocabulary(tok.get_vocab(), phi_names=phi_names)
+    if rejected:
+        _drop_tokens(tok, rejected)
     ids = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS}
     if [ids[t] for t in SPECIAL_TOKENS] != list(range(len(SPECIAL_TOKENS))):
         raise RuntimeError(f"special token ids are not fixed as expected: {ids}")
@@ -85,10 +146,24 @@ def train_tokenizer(
         special_tokens=[(CLS, ids[CLS]), (SEP, ids[SEP])],
     )
     hf = _wrap(tok, max_length)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    hf.save_pretrained(str(out_dir))
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        hf.save_pretrained(str(out_dir))
+        audit = {"vocab_size": len(hf), "removed": sorted(rejected.items())}
+        (out_dir / AUDIT_FILE).write_text(json.dumps(audit, indent=1) + "\n")
     return hf
+
+
+def fertility(tok: PreTrainedTokenizerFast, texts: Iterable[str]) -> float:
+    """Tokens per word: word pieces (no [CLS]/[SEP]) / whitespace-separated words."""
+    texts = list(texts)
+    encodings = tok.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+    pieces = sum(len(e.ids) for e in encodings)
+    words = sum(len(t.split()) for t in texts)
+    if words == 0:
+        raise DataError("fertility needs at least one word of text")
+    return pieces / words
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:

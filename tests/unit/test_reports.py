@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from medtrain.data.errors import DataError
-from medtrain.data.reports import assemble_sections, extract_sections, training_text
+from medtrain.data.reports import (
+    assemble_sections,
+    clean_text,
+    extract_sections,
+    training_text,
+)
 
 MIMIC = """                                 FINAL REPORT
  EXAMINATION:  CHEST (PA AND LAT)
@@ -27,7 +32,7 @@ MIMIC = """                                 FINAL REPORT
 
 def test_extract_sections_mimic_style():
     s = extract_sections(MIMIC)
-    assert s["preamble"] == "FINAL REPORT"
+    assert "preamble" not in s  # the FINAL REPORT banner is not text
     assert s["examination"] == "CHEST (PA AND LAT)"
     assert s["comparison"] == "___"
     assert s["findings"].startswith("The lungs are clear.") and "Note: heart" in s["findings"]
@@ -93,3 +98,74 @@ def test_assemble_sections_round_trip():
         "impression": "ok",
     }
     assert training_text(text) == "Clear. ok"
+
+
+WET_READ = """                                 WET READ: ___ ___ ___ 4:36 AM
+  No acute process.
+ ______________________________________________________________________________
+                                 FINAL REPORT
+ INDICATION:  ___M with cough.
+
+ FINDINGS AND IMPRESSION:
+ 1.  Moderate right pleural effusion.
+ 2.  No pneumothorax.
+"""
+
+
+def test_final_report_banner_splits_off_wet_read():
+    s = extract_sections(WET_READ)
+    assert s["wet read"] == "___ ___ ___ 4:36 AM\n  No acute process."
+    assert "preamble" not in s and s["indication"] == "___M with cough."
+    assert training_text(WET_READ) == "Moderate right pleural effusion. No pneumothorax."
+    only_wet = "WET READ: lungs clear.\n____________\n FINAL REPORT\n"
+    assert training_text(only_wet) == "lungs clear."
+
+
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        ("FINDINGS AND IMPRESSION", "impression"),
+        ("FINDINGS/IMPRESSION", "impression"),
+        ("CONCLUSION", "impression"),
+        ("conclusions", "impression"),
+        ("impression", "impression"),
+        ("IMPRESSON", "impression"),
+        ("Findngs", "findings"),
+        ("CLINICAL HISTORY", "history"),
+        ("REASON FOR EXAM", "indication"),
+        ("CHEST, TWO VIEWS", "findings"),
+        ("PA AND LATERAL CHEST RADIOGRAPH", "findings"),
+        ("Reason for examination", "indication"),
+    ],
+)
+def test_header_names_follow_mimic_merges(header, name):
+    s = extract_sections(f"EXAMINATION: chest\n{header}:  Lungs are clear.\n")
+    assert s[name] == "Lungs are clear."
+
+
+def test_lowercase_headers_and_unknown_lowercase_words():
+    s = extract_sections("findings: lungs clear.\nimpression: normal.\nnote: called\n")
+    assert s == {"findings": "lungs clear.", "impression": "normal.\nnote: called"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("1. Effusion.\n2. No pneumothorax.\n3) Lines in place.", "Effusion. No pneumothorax. "
+         "Lines in place."),
+        ("- Effusion.\n * Atelectasis.\n\u2022 Edema.", "Effusion. Atelectasis. Edema."),
+        ("Stable. 2. Tip 4.5 cm above the carina.", "Stable. Tip 4.5 cm above the carina."),
+        ("Measures 2.3 cm. Level T12-L1 - stable.", "Measures 2.3 cm. Level T12-L1 - stable."),
+        ("Dr. ___ ___ at ___.", "Dr. [PHI] at [PHI]."),
+        ("Normal chest XXXX. XXXX XXXX-year-old", "Normal chest [PHI]. [PHI]-year-old"),
+        ("text\n ______________________________ \nmore", "text more"),
+    ],
+)  # fmt: skip
+def test_clean_text_lists_placeholders_separators(raw, clean):
+    assert clean_text(raw) == clean
+
+
+def test_impression_only_report_and_findings_before_impression_order():
+    assert training_text("IMPRESSION: No acute disease.") == "No acute disease."
+    text = "IMPRESSION: Normal.\nFINDINGS: Clear lungs."
+    assert training_text(text) == "Clear lungs. Normal."

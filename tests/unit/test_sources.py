@@ -1,20 +1,33 @@
-"""Source readers on synthetic data: counts, filters, label values, skips and errors."""
+"""Source readers on synthetic data in every layout: counts, filters, labels, skips, errors."""
 
 from __future__ import annotations
 
 import csv
 import gzip
+import json
 import shutil
 from pathlib import Path
 
+import pydicom
 import pytest
+from PIL import Image
 
+from medtrain.cli.data import LAYOUTS as CLI_LAYOUTS
 from medtrain.data.errors import DataError
 from medtrain.data.labels import CHEXPERT_LABELS
 from medtrain.data.reports import training_text
-from medtrain.data.sources import SOURCES, get_source, iter_mimic_cxr, iter_openi
+from medtrain.data.sources import (
+    SOURCES,
+    get_source,
+    iter_dicom,
+    iter_manifest,
+    iter_mimic_cxr,
+    iter_openi,
+    iter_r2gen,
+)
+from medtrain.data.sources.common import hash_split, pseudonym
 from medtrain.data.sources.openi import mesh_labels, openi_split
-from medtrain.data.synth import SynthConfig, generate
+from medtrain.data.synth import LAYOUTS, SynthConfig, generate
 
 N = 30
 
@@ -153,7 +166,221 @@ def test_mesh_label_mapping_and_split_stability():
 
 def test_registry_and_unknown_source():
     assert get_source("mimic-cxr-jpg") is iter_mimic_cxr and get_source("openi") is iter_openi
-    assert set(SOURCES) == {"mimic-cxr-jpg", "openi"}
+    assert set(SOURCES) == {"mimic-cxr-jpg", "openi", "r2gen", "dicom", "manifest"}
+    assert set(SOURCES) == set(LAYOUTS) == set(CLI_LAYOUTS)  # every layout has its reader
     with pytest.raises(DataError, match="mimic-cxr-jpg") as err:
         get_source("chexpert-plus")
     assert "openi" in str(err.value) and "chexpert-plus" in str(err.value)
+
+
+def test_mimic_empty_report_and_truncated_jpeg(mimic, tmp_path):
+    root = _small_copy(mimic, tmp_path / "copy")
+    records = list(iter_mimic_cxr(root))
+    empty, truncated = records[0], records[1]
+    empty.image_path.parent.with_suffix(".txt").write_text(" \n")
+    data = truncated.image_path.read_bytes()
+    truncated.image_path.write_bytes(data[: len(data) // 3])  # readers do not decode pixels
+    skipped: list[tuple[str, str]] = []
+    ids = {r.id for r in iter_mimic_cxr(root, skipped=skipped)}
+    assert truncated.id in ids and empty.id not in ids
+    assert dict(skipped)[empty.id].startswith("empty report")
+
+
+# --- R2Gen ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def r2gen(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("r2gen")
+    generate(SynthConfig(layout="r2gen", n=N, image_size=32, lateral_fraction=0.5, seed=5), out)
+    return out
+
+
+def test_r2gen_records_ids_and_splits(r2gen):
+    annotation = json.loads((r2gen / "annotation.json").read_text())
+    assert set(annotation) == {"train", "val", "test"}
+    entries = {e["id"]: e for v in annotation.values() for e in v}
+    records = list(iter_r2gen(r2gen))
+    assert len(records) == sum(len(e["image_path"]) for e in entries.values()) > N
+    for r in records:
+        entry = entries[r.study_id]
+        assert r.report == entry["report"] and r.image_path.is_file()
+        assert r.split == {"val": "validate"}.get(entry["split"], entry["split"])
+        k = 0 if len(entry["image_path"]) == 1 else int(r.id.rsplit("/", 1)[1])
+        assert r.id == (r.study_id if len(entry["image_path"]) == 1 else f"{r.study_id}/{k}")
+        assert r.image_path == (r2gen / "images" / entry["image_path"][k]).resolve()
+        assert set(r.labels) == set(CHEXPERT_LABELS) and all(v is None for v in r.labels.values())
+    assert {r.split for r in records} == {"train", "validate", "test"}
+    assert all(r.split == "validate" for r in iter_r2gen(r2gen, splits=["val"]))
+    assert all(training_text(r.report) for r in records)
+
+
+def test_r2gen_skips_and_errors(r2gen, tmp_path):
+    root = _small_copy(r2gen, tmp_path / "copy")
+    annotation = json.loads((root / "annotation.json").read_text())
+    train = annotation["train"]
+    train[0]["report"] = "   "
+    (root / "images" / train[1]["image_path"][0]).unlink()
+    train[2]["image_path"] = ["../../outside.png"]
+    train[3].pop("id")
+    (root / "annotation.json").write_text(json.dumps(annotation))
+    skipped: list[tuple[str, str]] = []
+    ids = {r.study_id for r in iter_r2gen(root, skipped=skipped)}
+    reasons = " | ".join(r for _, r in skipped)
+    assert "empty report" in reasons and "missing image" in reasons and "leaves" in reasons
+    assert "without an id" in reasons and train[0]["id"] not in ids
+    (root / "annotation.json").write_text("{not json")
+    with pytest.raises(DataError, match="annotation.json"):
+        next(iter_r2gen(root))
+    (root / "annotation.json").write_text(json.dumps({"train": [], "dev": []}))
+    with pytest.raises(DataError, match="dev"):
+        next(iter_r2gen(root))
+
+
+# --- DICOM export ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dicom(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dicom")
+    generate(SynthConfig(layout="dicom", n=12, image_size=32, lateral_fraction=0.5, seed=5), out)
+    return out
+
+
+def test_dicom_records_pseudonyms_reports_views(dicom):
+    skipped: list[tuple[str, str]] = []
+    records = list(iter_dicom(dicom, skipped=skipped))
+    truth = [json.loads(x) for x in (dicom / "dicom_truth.jsonl").read_text().splitlines()]
+    assert len(records) == len(truth) > 12
+    assert [s for s in skipped if "modality CT is not CR/DX" not in s[1]] == []
+    assert len(skipped) == len(list(dicom.rglob("CT0001.dcm"))) > 0
+    by_path = {r.image_path: r for r in records}
+    patients = set()
+    for t in truth:
+        r = by_path[(dicom / t["path"]).resolve()]
+        head = pydicom.dcmread(dicom / t["path"], stop_before_pixels=True)
+        patients.add(head.PatientID)
+        assert r.subject_id == pseudonym(head.PatientID) != head.PatientID
+        assert r.study_id == pseudonym(head.StudyInstanceUID)
+        assert r.id == pseudonym(head.SOPInstanceUID) and r.image_kind == "dicom"
+        assert r.view == ("LATERAL" if t["view"] == "LATERAL" else head.ViewPosition)
+        folder_txt = (dicom / t["path"]).parent / "report.txt"
+        if folder_txt.is_file():
+            assert r.report == folder_txt.read_text()
+        else:
+            assert head.AccessionNumber in (dicom / "reports.csv").read_text()
+        assert r.split == hash_split(r.subject_id)
+        assert not any(p in f"{r.id}{r.study_id}{r.subject_id}" for p in patients)
+    assert {r.view for r in records} >= {"LATERAL"} and all(
+        training_text(r.report) for r in records
+    )
+    assert all(r.view == "LATERAL" for r in iter_dicom(dicom, views=["LL"]))
+    assert all(r.split == "test" for r in iter_dicom(dicom, splits=["test"]))
+
+
+def test_dicom_bad_files_and_missing_reports(dicom, tmp_path):
+    root = _small_copy(dicom, tmp_path / "copy")
+    (root / "export" / "junk.dcm").write_text("not a dicom file")
+    first = sorted((root / "export").glob("S00000/IM*.dcm"))[0]
+    first.write_bytes(first.read_bytes()[:200])  # header cut before Modality
+    with open(root / "reports.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    gone = rows.pop(1)[0]  # first study's report row
+    with open(root / "reports.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    (root / "export" / "S00003" / "report.txt").write_text("\n\n")
+    skipped: list[tuple[str, str]] = []
+    list(iter_dicom(root, skipped=skipped))
+    reasons = dict(skipped)
+    assert "unreadable DICOM header" in reasons["export/junk.dcm"]
+    assert "no Modality" in reasons[first.relative_to(root).as_posix()]
+    assert any("no report" in r for r in reasons.values())
+    assert any(k.startswith("export/S00003/") and "empty report" in r for k, r in reasons.items())
+    assert gone not in " ".join(reasons.values())  # accession numbers are not logged
+    with pytest.raises(DataError, match="nowhere"):
+        next(iter_dicom(tmp_path / "nowhere"))
+
+
+# --- manifest -------------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=["jsonl", "csv"])
+def manifest(request, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp(f"manifest-{request.param}")
+    cfg = SynthConfig(
+        layout="manifest", n=N, image_size=32, lateral_fraction=0.3, seed=5,
+        manifest_format=request.param,
+    )  # fmt: skip
+    generate(cfg, out)
+    return out
+
+
+def test_manifest_records_labels_and_formats(manifest, tmp_path):
+    records = list(iter_manifest(manifest))
+    assert len(records) > N and all(r.image_path.is_file() for r in records)
+    values = {v for r in records for v in r.labels.values()}
+    assert {1.0, 0.0, -1.0, None} <= values and set(records[0].labels) == set(CHEXPERT_LABELS)
+    assert "LATERAL" in {r.view for r in records} and {r.split for r in records} >= {"train"}
+    other = "csv" if (manifest / "manifest.jsonl").is_file() else "jsonl"
+    cfg = SynthConfig(layout="manifest", n=N, image_size=32, lateral_fraction=0.3, seed=5)
+    cfg.manifest_format = other
+    twin = list(iter_manifest(Path(generate(cfg, tmp_path / other)["path"])))
+    assert [(r.id, r.report, r.labels, r.split, r.view) for r in twin] == [
+        (r.id, r.report, r.labels, r.split, r.view) for r in records
+    ]
+    _check_ground_truth(manifest, "manifest")
+
+
+def test_manifest_defaults_paths_skips_and_errors(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "imgs" / "a.png")
+    jpeg = tmp_path / "imgs" / "b.jpg"
+    Image.new("L", (64, 64)).save(jpeg)
+    jpeg.write_bytes(jpeg.read_bytes()[:40])  # truncated: still a record, decoding is later
+    outside = tmp_path.parent / f"{tmp_path.name}-abs.png"
+    Image.new("L", (8, 8)).save(outside)
+    rows = [
+        {"image": "imgs/a.png", "report": "FINDINGS: clear.", "labels": {"Edema": -1}},
+        {"image": "imgs/b.jpg", "report": "Lungs clear.", "split": "val", "subject_id": "p1"},
+        {"image": str(outside), "report": "Normal.", "id": "abs"},
+        {"image": "imgs/missing.png", "report": "x"},
+        {"image": "imgs/a.png", "report": "  ", "id": "blank"},
+    ]
+    path = tmp_path / "m.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n{broken\n")
+    skipped: list[tuple[str, str]] = []
+    recs = {r.id: r for r in iter_manifest(path, skipped=skipped)}
+    assert set(recs) == {"imgs/a.png", "imgs/b.jpg", "abs"}
+    a = recs["imgs/a.png"]
+    assert a.labels == {"Edema": -1.0} and a.split == hash_split("imgs/a.png")
+    assert a.image_path == (tmp_path / "imgs" / "a.png").resolve()
+    assert recs["imgs/b.jpg"].split == "validate" and recs["abs"].image_path == outside.resolve()
+    reasons = " | ".join(r for _, r in skipped)
+    assert "missing image" in reasons and "empty report" in reasons and "not valid JSON" in reasons
+    for bad, match in (
+        ({"image": "imgs/a.png", "report": "x", "imge": 1}, "unknown keys"),
+        ({"image": "imgs/a.png", "report": "x", "labels": {"Edema": 2}}, "bad label"),
+        ({"image": "imgs/a.png", "report": "x", "split": "dev"}, "unknown split"),
+    ):
+        path.write_text(json.dumps(bad) + "\n")
+        with pytest.raises(DataError, match=match) as err:
+            next(iter_manifest(path))
+        assert "m.jsonl line 1" in str(err.value)
+    (tmp_path / "manifest.jsonl").write_text("")
+    (tmp_path / "manifest.csv").write_text("image,report\n")
+    with pytest.raises(DataError, match="both"):
+        next(iter_manifest(tmp_path))
+    (tmp_path / "manifest.jsonl").unlink()
+    (tmp_path / "manifest.csv").write_text("image,text\n")
+    with pytest.raises(DataError, match="report"):
+        next(iter_manifest(tmp_path))
+
+
+@pytest.mark.parametrize("fixture", ["mimic", "openi", "r2gen", "dicom"])
+def test_phi_ground_truth_indexes_record_reports(fixture, request):
+    root = request.getfixturevalue(fixture)
+    _check_ground_truth(root, {"mimic": "mimic-cxr-jpg"}.get(fixture, fixture))
+
+
+def _check_ground_truth(root: Path, layout: str) -> None:
+    """phi_ground_truth.jsonl: report_id = Record.study_id, spans index Record.report."""
+    kwargs = {"views": None} if layout == "mimic-cxr-jpg" else {}
+    reports = {r.study_id: r.report for r in get_source(layout)(root, **kwargs)}
+    lines = [json.loads(x) for x in (root / "phi_ground_truth.jsonl").read_text().splitlines()]
+    assert {x["report_id"] for x in lines} == set(reports)
+    spans = [(reports[x["report_id"]], s) for x in lines for s in x["spans"]]
+    assert spans and all(0 <= s < e <= len(text) and text[s:e].strip() for text, (s, e, _) in spans)

@@ -16,7 +16,8 @@ from PIL import Image
 from medtrain.data.labels import CHEXPERT_LABELS
 from medtrain.data.phantom import Finding, draw_phantom
 from medtrain.data.report_templates import FINDING_LABELS, FINDING_WORDS
-from medtrain.data.synth import METADATA_COLUMNS, SynthConfig, generate
+from medtrain.data.synth import LAYOUTS, METADATA_COLUMNS, SynthConfig, generate
+from medtrain.data.synth_dicom import VARIANTS
 
 N = 24
 LABEL_HEADER = ["subject_id", "study_id", *CHEXPERT_LABELS]
@@ -44,7 +45,7 @@ def openi(tmp_path_factory) -> tuple[Path, dict]:
     return out, generate(SynthConfig(layout="openi", n=12, image_size=64, seed=3), out)
 
 
-@pytest.mark.parametrize("layout", ["mimic-cxr-jpg", "openi"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_same_seed_identical_bytes_different_seed_differs(tmp_path, layout):
     cfg = dict(layout=layout, n=8, image_size=64, lateral_fraction=0.5, phi_fraction=0.5)
     a = _tree(Path(generate(SynthConfig(**cfg, seed=1), tmp_path / "a")["path"]))
@@ -52,8 +53,8 @@ def test_same_seed_identical_bytes_different_seed_differs(tmp_path, layout):
     c = _tree(Path(generate(SynthConfig(**cfg, seed=2), tmp_path / "c")["path"]))
     assert a == b
     assert a != c
-    images_a = sorted(v for k, v in a.items() if k.endswith((".jpg", ".png")))
-    images_c = sorted(v for k, v in c.items() if k.endswith((".jpg", ".png")))
+    images_a = sorted(v for k, v in a.items() if k.endswith((".jpg", ".png", ".dcm")))
+    images_c = sorted(v for k, v in c.items() if k.endswith((".jpg", ".png", ".dcm")))
     assert images_a != images_c
 
 
@@ -123,26 +124,53 @@ def test_labels_agree_with_report_text(mimic):
             assert "effusion" in text or "costophrenic" in text
 
 
+_NAME = r"[A-Z][A-Za-z'-]+|[A-Z]\.|[a-z][a-z'-]+"
+PHI_PATTERNS = {  # every form the injector writes, per ground-truth kind
+    "NAME": rf"((Dr|Mr|Ms|Mrs|dr)\. |Doctor )?({_NAME})(,? ({_NAME}))*",
+    "DATE": r"[\w ,./-]*\d[\w ,./-]*",
+    "TIME": r"\d{1,2}(:\d{2}){0,2}( ?([AaPp]\.?[Mm]\.?)| hours)?|\d{4} hours",
+    "AGE": r"(9\d|10[0-5])",
+    "MRN": r"\d{7,8}",
+    "ACCESSION": r"(A|E|RAD-\d{4}-)?\d{6,8}",
+    "ID": r"(V|PT-)?\d{7,8}|\d{3}-\d{2}-\d{4}",
+    "PHONE": r"(\+1 |1-)?\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}( ext\. \d+)?|\d{4,5}",
+    "EMAIL": r"[\w.]+@[\w.-]+",
+    "URL": r"(https?://|www\.)\S+",
+    "ADDRESS": r"\d+ [A-Z][a-z]+ [A-Z][a-z]+\.?(, [\w .-]+)*",
+    "HOSPITAL": r"[A-Z][\w'. ]+(Hospital|Center|Clinic|of Fairview)",
+}
+
+
 def test_phi_ground_truth_points_at_injected_strings(mimic):
     out, summary = mimic
     lines = [json.loads(x) for x in (out / "phi_ground_truth.jsonl").read_text().splitlines()]
     assert len(lines) == N and 0 < summary["phi_reports"] < N
-    patterns = {
-        "NAME": r"((Dr|Mr|Ms)\. )?[A-Z][a-z]+( [A-Z]\.)?( [A-Z][a-z]+)?",
-        "DATE": r"\d{1,2}/\d{1,2}/\d{2,4}|\d{4}-\d{2}-\d{2}|[A-Z][a-z]+ \d{1,2}, \d{4}|\d{1,2} "
-        r"[A-Z][a-z]{2} \d{4}",
-        "TIME": r"\d{1,2}:\d{2}( (AM|PM|a\.m\.|p\.m\.))?",
-        "MRN": r"\d{7,8}",
-        "ACCESSION": r"A?\d{8}",
-        "PHONE": r"\(?\d{3}\)?[ .-]\d{3}[-.]\d{4}",
-    }
     seen = set()
     for line in lines:
         text = (out / line["path"]).read_text()
         for start, end, kind in line["spans"]:
-            assert re.fullmatch(patterns[kind], text[start:end]), (kind, text[start:end])
+            value = text[start:end]
+            assert re.fullmatch(PHI_PATTERNS[kind], value), (kind, value)
+            assert value == value.strip() and "\n" not in value  # wrapping keeps PHI whole
             seen.add(kind)
     assert "NAME" in seen and len(seen) >= 3
+
+
+def test_hospital_reports_carry_raw_phi_and_distractors():
+    """placeholder=None: no data set masks; names/dates/ages > 89 marked, ages <= 89 not."""
+    from medtrain.data.synth_text import labelled_reports
+
+    data = labelled_reports(90, seed=4)
+    hospital = [(t, s) for t, s, style in data if style == "hospital"]
+    assert hospital and not any("___" in t or "XXXX" in t for t, _ in hospital)
+    kinds = {k for _, spans in hospital for *_, k in spans}
+    assert {"NAME", "DATE", "AGE"} <= kinds
+    for text, spans in hospital:
+        for m in re.finditer(r"\b(\d{2,3})(?=-year-old| y/o|F with)", text):
+            marked = any(s <= m.start() < e for s, e, _ in spans)
+            assert marked == (int(m.group(1)) > 89), (m.group(0), text)
+    all_text = " ".join(t for t, _, _ in data)
+    assert "PA and lateral" in all_text or "Fleischner" in all_text or "T11-T12" in all_text
 
 
 def test_phi_fraction_zero_has_no_spans(tmp_path):
@@ -210,6 +238,41 @@ def test_lateral_view_and_bad_view():
         draw_phantom(np.random.default_rng(0), [], 64, view="oblique")
 
 
+def _reference_display(path: Path) -> np.ndarray:
+    """Display image through pydicom's own modality and VOI LUT code (an independent decoder):
+    VOI output scaled from its range to 0..255, MONOCHROME1 inverted."""
+    from pydicom import dcmread
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    ds = dcmread(path)
+    mv = apply_modality_lut(ds.pixel_array, ds)
+    slope, icpt = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
+    lo_sv, hi_sv = (-(2**15), 2**15 - 1) if ds.PixelRepresentation else (0, 2**ds.BitsStored - 1)
+    lo, hi = lo_sv * slope + icpt, hi_sv * slope + icpt
+    if "VOILUTSequence" in ds:
+        disp = apply_voi_lut(mv, ds) / 65535 * 255
+    elif "WindowCenter" in ds:
+        disp = (apply_voi_lut(mv, ds) - lo) / (hi - lo) * 255
+    else:
+        disp = (mv - lo) / (hi - lo) * 255
+    return 255 - disp if ds.PhotometricInterpretation == "MONOCHROME1" else disp
+
+
+def test_dicom_pixels_round_trip_to_the_phantom(tmp_path):
+    out = Path(generate(SynthConfig(layout="dicom", n=8, image_size=32, seed=2), tmp_path)["path"])
+    truth = [json.loads(x) for x in (out / "dicom_truth.jsonl").read_text().splitlines()]
+    assert {t["variant"] for t in truth} == set(VARIANTS)
+    for t in truth:
+        phantom = np.asarray(Image.open(out / t["truth"]))
+        display = _reference_display(out / t["path"])
+        assert np.array_equal(np.round(display), phantom), t["variant"]
+        if t["variant"] == "m2-u12-voilut":  # ignoring the VOI LUT gives a different image
+            from pydicom import dcmread
+
+            linear = dcmread(out / t["path"]).pixel_array / 4095 * 255
+            assert np.abs(linear - phantom).max() > 20
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -217,6 +280,7 @@ def test_lateral_view_and_bad_view():
         dict(n=0),
         dict(phi_fraction=1.5),
         dict(split_fractions=(0.5, 0.2, 0.2)),
+        dict(layout="manifest", manifest_format="xml"),
     ],
 )
 def test_config_validation(kwargs):

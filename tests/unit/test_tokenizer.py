@@ -1,7 +1,8 @@
-"""WordPiece tokenizer: training, fixed special ids, [PHI] handling, save/load round trip."""
+"""WordPiece tokenizer: ids, [PHI], save/load, vocabulary PHI audit, provenance, fertility."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -9,7 +10,16 @@ import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from medtrain.data.errors import DataError
-from medtrain.data.tokenizer import SPECIAL_TOKENS, TokenizerConfig, load_tokenizer, train_tokenizer
+from medtrain.data.tokenizer import (
+    AUDIT_FILE,
+    SPECIAL_TOKENS,
+    TokenizerConfig,
+    audit_vocabulary,
+    fertility,
+    is_marked_deidentified,
+    load_tokenizer,
+    train_tokenizer,
+)
 
 FINDINGS = [
     "no acute cardiopulmonary process",
@@ -96,3 +106,81 @@ def test_missing_path_raises(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="tokenizer.json"):
         load_tokenizer(tmp_path / "empty")
+
+
+# --- PHI audit, provenance, fertility --------------------------------------------------------
+LEAKY = [
+    f"Discussed with doctor smith about case {n}. MRN 1234567 and 7654321 again. Mild edema."
+    for n in range(40)
+] + ["No acute process. Mild cardiomegaly."] * 40
+
+
+def test_audit_flags_digits_and_names():
+    rejected = audit_vocabulary(
+        ["[PHI]", "1234567", "##98765", "1234", "smith", "##quackenbush", "##son", "edema"],
+        phi_names={"quackenbush"},
+    )
+    assert rejected == {
+        "1234567": "5+ digits",
+        "##98765": "5+ digits",
+        "smith": "gazetteer name",
+        "##quackenbush": "name found by de-id",
+    }
+
+
+def test_training_removes_phi_like_tokens(tmp_path: Path) -> None:
+    tok = train_tokenizer(LEAKY, vocab_size=200, out_dir=tmp_path, min_frequency=2)
+    vocab = tok.get_vocab()
+    assert "smith" not in vocab and not any(t.strip("#").isdigit() and len(t) > 6 for t in vocab)
+    assert [tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS] == list(range(6))
+    assert sorted(vocab.values()) == list(range(len(vocab)))  # ids stay contiguous
+    audit = json.loads((tmp_path / AUDIT_FILE).read_text())
+    assert ["smith", "gazetteer name"] in audit["removed"] and audit["vocab_size"] == len(tok)
+    assert tok.tokenize("smith") != ["smith"] and "1234567" not in tok.tokenize("1234567")
+    assert load_tokenizer(tmp_path)("mild edema")["input_ids"] == tok("mild edema")["input_ids"]
+
+
+def test_fertility_counts_pieces_per_word(trained: tuple[PreTrainedTokenizerFast, Path]) -> None:
+    tok, _ = trained
+    assert fertility(tok, ["mild cardiomegaly", "no pneumothorax"]) == pytest.approx(1.0)
+    text = "pneumothoraces cardiomegalies"
+    assert fertility(tok, [text]) == len(tok.tokenize(text)) / 2 > 1
+    with pytest.raises(DataError, match="word"):
+        fertility(tok, ["   "])
+
+
+def test_cli_refuses_unmarked_corpus_and_reports_fertility(tmp_path, capsys) -> None:
+    from medtrain.cli import main
+
+    raw = tmp_path / "notes.txt"
+    raw.write_text("\n".join(make_reports(60) + ["Discussed with Dr. Quackenbush at 10:15."]))
+    args = ["tokenizer", "train", "--vocab-size", "120", "--corpus", str(raw)]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    assert "notes.deid.txt" in capsys.readouterr().err and not (tmp_path / "a").exists()
+
+    marked = tmp_path / "notes.deid.txt"
+    marked.write_text(raw.read_text())
+    assert main([*args[:-1], str(marked), "--no-baseline", "--out", str(tmp_path / "b")]) == 0
+    assert main([*args, "--scrub", "--out", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert "domain vocabulary" in out and "general vocabulary" in out
+    provenance = json.loads((tmp_path / "c" / "provenance.json").read_text())
+    assert provenance == [{"corpus": str(raw), "deid": "scrubbed by --scrub"}]
+    assert "quackenbush" not in load_tokenizer(tmp_path / "c").get_vocab()
+    assert main([*args, "--force", "--no-baseline", "--out", str(tmp_path / "d")]) == 0
+    assert is_marked_deidentified("x.deid.txt") and not is_marked_deidentified("x.txt")
+
+
+def test_cli_reader_path_deidentifies(tmp_path, capsys) -> None:
+    from medtrain.cli import main
+    from medtrain.data.synth import SynthConfig, generate
+
+    root = tmp_path / "synth"
+    generate(SynthConfig(layout="manifest", n=40, image_size=32, phi_fraction=1.0), root)
+    out = tmp_path / "tok"
+    argv = ["tokenizer", "train", "--root", str(root), "--source", "manifest"]
+    assert main([*argv, "--vocab-size", "300", "--no-baseline", "--out", str(out)]) == 0
+    assert "held-out reports" in capsys.readouterr().out
+    assert json.loads((out / "provenance.json").read_text())[0]["deid"] == "run by this command"
+    vocab = load_tokenizer(out).get_vocab()
+    assert not any(len(t.strip("#")) >= 5 and t.strip("#").isdigit() for t in vocab)

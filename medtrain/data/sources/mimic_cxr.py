@@ -63,7 +63,8 @@ def iter_mimic_cxr(
 
     views: ViewPosition values to keep (None: all); splits: "train" / "validate" / "test" to keep
     (None: all); labeler: "chexpert" or "negbio". Images whose JPEG, report or split entry is
-    missing are skipped and (dicom_id, reason) is appended to `skipped` when given.
+    missing, or whose report is empty, are skipped and (dicom_id, reason) is appended to
+    `skipped` when given.
     """
     root = Path(root)
     if labeler not in LABEL_CSVS:
@@ -104,10 +105,14 @@ def iter_mimic_cxr(
         if not report.is_file():
             skip(dicom, f"missing report {report}")
             continue
+        text = report.read_text(encoding="utf-8")
+        if not text.strip():
+            skip(dicom, f"empty report {report}")
+            continue
         yield Record(
             id=dicom,
             image_path=image.resolve(),
-            report=report.read_text(encoding="utf-8"),
+            report=text,
             labels=dict(labels.get(study, empty)),
             split=split,
             study_id=study,

@@ -12,7 +12,6 @@ from the non-empty AbstractText sections, so `reports.training_text` treats it l
 
 from __future__ import annotations
 
-import hashlib
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
@@ -22,10 +21,10 @@ from medtrain.data.errors import DataError
 from medtrain.data.labels import CHEXPERT_LABELS, POSITIVE
 from medtrain.data.records import Record
 from medtrain.data.reports import assemble_sections
+from medtrain.data.sources.common import hash_split
 
 REPORT_DIR, IMAGE_DIR = "ecgen-radiology", "NLMCXR_png"
 SECTION_ORDER = ("COMPARISON", "INDICATION", "FINDINGS", "IMPRESSION")
-SPLIT_BOUNDS = ((0.8, "train"), (0.9, "validate"), (1.0, "test"))
 MESH_LABELS: dict[str, tuple[str, ...]] = {
     "consolidation": ("Consolidation", "Lung Opacity"),
     "opacity": ("Lung Opacity",),
@@ -51,8 +50,7 @@ MESH_LABELS: dict[str, tuple[str, ...]] = {
 
 def openi_split(report_id: str) -> str:
     """Deterministic split from the report id (stable across runs and machines)."""
-    x = int(hashlib.sha1(report_id.encode("utf-8")).hexdigest()[:8], 16) / 2**32
-    return next(name for bound, name in SPLIT_BOUNDS if x < bound)
+    return hash_split(report_id)
 
 
 def mesh_labels(terms: Sequence[str]) -> dict[str, float | None]:

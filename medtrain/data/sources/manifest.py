@@ -1,0 +1,135 @@
+"""Manifest reader: a JSONL or CSV file listing image, report text and optional fields.
+
+ROOT is the manifest file itself (*.jsonl or *.csv) or a folder holding exactly one of
+manifest.jsonl / manifest.csv. Relative image paths resolve against the manifest's folder.
+
+- JSONL, one object per line: {"image": "imgs/a.png", "report": "...", and optionally "id",
+  "split", "study_id", "subject_id", "view", "labels": {"Edema": 1, "Cardiomegaly": null, ...}}.
+- CSV with a header: columns image and report, optionally id, split, study_id, subject_id,
+  view; every other column is a label (cells 1 / 0 / -1, as 1.0 etc., or blank).
+
+Defaults: id = the image path as written; study_id = id; split = hash of subject_id, else
+study_id (80/10/10, one group one split). Labels: 1.0 / 0.0 / -1.0 / None for blank or null,
+any label names. image_kind "dicom" for *.dcm / *.dicom images.
+Schema errors (unknown JSONL keys, missing CSV columns, bad split or label values) raise
+DataError naming file and line; a missing image, empty report or unparsable line is skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from medtrain.data.errors import DataError
+from medtrain.data.records import Record
+from medtrain.data.sources.common import SkipLog, hash_split, normalize_split, parse_label
+
+NAMES = ("manifest.jsonl", "manifest.csv")
+FIELDS = ("id", "image", "report", "split", "study_id", "subject_id", "view")
+JSON_KEYS = frozenset((*FIELDS, "labels"))
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
+
+
+def find_manifest(root: Path) -> Path:
+    """The manifest file for ROOT (a file, or a folder with exactly one manifest.*)."""
+    root = Path(root)
+    if root.is_file():
+        if root.suffix.lower() not in (".jsonl", ".csv"):
+            raise DataError(f"manifest must be .jsonl or .csv: {root}")
+        return root
+    if not root.is_dir():
+        raise DataError(f"manifest not found: {root}")
+    found = [root / n for n in NAMES if (root / n).is_file()]
+    if len(found) != 1:
+        what = "both" if found else "neither"
+        raise DataError(f"{root}: {what} of {', '.join(NAMES)} found; pass the manifest file")
+    return found[0]
+
+
+def _jsonl_rows(path: Path, skip: SkipLog) -> Iterator[tuple[str, dict[str, Any]]]:
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            where = f"{path} line {n}"
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                skip(where, f"not valid JSON ({where}): {e}")
+                continue
+            if not isinstance(row, dict):
+                skip(where, f"not a JSON object ({where})")
+                continue
+            unknown = set(row) - JSON_KEYS
+            if unknown:
+                raise DataError(
+                    f"{where}: unknown keys {sorted(unknown)}; valid: {sorted(JSON_KEYS)}"
+                )
+            labels = row.get("labels") or {}
+            if not isinstance(labels, dict):
+                raise DataError(f"{where}: labels must be an object of name -> 1 / 0 / -1 / null")
+            row["labels"] = {str(k): parse_label(v, where) for k, v in labels.items()}
+            yield where, row
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        columns = list(reader.fieldnames or ())
+        missing = {"image", "report"} - set(columns)
+        if missing:
+            raise DataError(f"{path}: missing columns {sorted(missing)}; header is {columns}")
+        label_cols = [c for c in columns if c not in FIELDS]
+        for n, cells in enumerate(reader, start=2):
+            where = f"{path} line {n}"
+            row: dict[str, Any] = {c: cells[c] for c in FIELDS if c in cells}
+            row["labels"] = {c: parse_label(cells[c], where) for c in label_cols}
+            yield where, row
+
+
+def iter_manifest(
+    root: Path,
+    *,
+    splits: Sequence[str] | None = None,
+    skipped: list[tuple[str, str]] | None = None,
+) -> Iterator[Record]:
+    """One Record per manifest row, in file order."""
+    path = find_manifest(Path(root))
+    base = path.parent.resolve()
+    keep = None if splits is None else {normalize_split(s, "splits") for s in splits}
+    skip = SkipLog(skipped)
+    rows = _jsonl_rows(path, skip) if path.suffix.lower() == ".jsonl" else _csv_rows(path)
+    for where, row in rows:
+        image_rel = str(row.get("image") or "").strip()
+        rid = str(row.get("id") or "").strip() or image_rel
+        if not image_rel:
+            skip(rid or where, f"no image path ({where})")
+            continue
+        report = row.get("report")
+        if not isinstance(report, str) or not report.strip():
+            skip(rid, f"empty report ({where})")
+            continue
+        image = (base / image_rel).resolve()  # an absolute image path stays as it is
+        if not image.is_file():
+            skip(rid, f"missing image {image} ({where})")
+            continue
+        study = str(row.get("study_id") or "").strip() or rid
+        subject = str(row.get("subject_id") or "").strip()
+        raw_split = str(row.get("split") or "").strip()
+        split = normalize_split(raw_split, where) if raw_split else hash_split(subject or study)
+        if keep is not None and split not in keep:
+            continue
+        yield Record(
+            id=rid,
+            image_path=image,
+            report=report,
+            labels=row["labels"],
+            split=split,
+            study_id=study,
+            subject_id=subject,
+            view=str(row.get("view") or "").strip().upper(),
+            image_kind="dicom" if image.suffix.lower() in DICOM_SUFFIXES else "",
+        )
