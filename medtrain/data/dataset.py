@@ -1,11 +1,13 @@
-"""Map-style image-report dataset over a source reader, and a resumable rank-sharded sampler.
+"""Data configuration, and the in-memory records path: a map-style dataset + resumable sampler.
 
-This is the in-memory path for data sets that fit an index in RAM (the synthetic demo, Open-I,
-fine-tuning sets). Streaming tar shards for ~10M pairs live in shards.py.
+`data.format=records` indexes a source reader's records in RAM (the synthetic demo, Open-I,
+fine-tuning sets). `data.format=shards` streams tar shards written by `medtrain data prepare`
+(shards.py, stream.py) for ~10M pairs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from medtrain.data.records import Record
 from medtrain.data.reports import training_text
 from medtrain.data.sources import get_source
 
+FORMATS = ("records", "shards")
 log = logging.getLogger(__name__)
 
 
@@ -36,6 +39,18 @@ class DataConfig:
     num_workers: int = 2
     on_bad_image: str = "skip"  # skip (log and substitute another sample) | error
     image: ImageConfig = field(default_factory=ImageConfig)
+    format: str = "records"  # records: index data.root in RAM | shards: stream data.shards
+    shards: str = ""  # train shard directory (`medtrain data prepare --out DIR`)
+    eval_shards: str = ""  # evaluate from this shard directory instead of data.root's eval split
+    shuffle_buffer: int = 256  # within-shard shuffle buffer of the streaming loader (samples)
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"data.format must be one of {list(FORMATS)}, got {self.format!r}")
+        if self.format == "shards" and not self.shards:
+            raise ValueError("data.format=shards needs data.shards=DIR (a prepared shard dir)")
+        if self.shuffle_buffer < 1:
+            raise ValueError(f"data.shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
 
 
 def load_records(cfg: DataConfig, split: str) -> tuple[list[Record], list[str], list[tuple]]:
@@ -94,7 +109,7 @@ class PairDataset(Dataset):
         for attempt in range(len(self.records)):
             rec = self.records[(idx + attempt) % len(self.records)]
             try:
-                pixels = load_image(rec.image_path, self.image_size, self.cfg.image)
+                pixels = load_image(rec.image_path, self.image_size, self.cfg.image, rec.image_kind)
             except DataError as e:
                 if self.cfg.on_bad_image == "error":
                     raise
@@ -107,6 +122,23 @@ class PairDataset(Dataset):
                 "labels": labels_tensor(rec),
             }
         raise DataError(f"no readable image among {len(self.records)} records")
+
+
+def eval_dataset(cfg: DataConfig, image_size: int) -> Dataset:
+    """Held-out pairs for evaluation: data.eval_shards if set, else data.root's eval split.
+
+    Contrast normalization always runs in the dataset here (the evaluator feeds pixel_values to
+    the model as they come), so a GPU-LCN training config evaluates on the same inputs.
+    """
+    image = dataclasses.replace(cfg.image, lcn_device="worker")
+    eval_cfg = dataclasses.replace(cfg, image=image)
+    if cfg.eval_shards:
+        from medtrain.data.stream import ShardIndexDataset
+
+        return ShardIndexDataset(
+            cfg.eval_shards, image_size=image_size, image=image, limit=cfg.max_eval_samples
+        )
+    return PairDataset(eval_cfg, cfg.eval_split, image_size)
 
 
 class ResumableSampler(Sampler[int]):

@@ -1,8 +1,11 @@
 """The pretraining loop: data -> MedVLP -> losses -> DeepSpeed engine, with eval and checkpoints.
 
 Same entry point for one process (`medtrain pretrain`) and for `deepspeed` launches over many
-ranks/nodes. Checkpoints hold the DeepSpeed state plus the data position (epoch, micro-batches
-consumed) so `--resume` continues with exactly the samples not yet seen (same world size).
+ranks/nodes. Checkpoints hold the DeepSpeed state plus the data position so `--resume`
+continues with exactly the samples not yet seen: data.format=records stores (epoch,
+micro-batches consumed) per rank (same world size on resume); data.format=shards stores the
+streaming loader's world-size-free state (medtrain/data/stream.py), so a run may resume on a
+different number of ranks.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from torch.utils.data import DataLoader
 
 from medtrain.config import RunConfig, dump_config
 from medtrain.data.collate import Collator
-from medtrain.data.dataset import PairDataset, ResumableSampler
+from medtrain.data.dataset import PairDataset, ResumableSampler, eval_dataset
+from medtrain.data.errors import DataError
+from medtrain.data.images import ImageConfig, batch_transform
+from medtrain.data.stream import ShardLoader, ShardStream, merge_states
 from medtrain.data.tokenizer import load_tokenizer
 from medtrain.eval.runner import evaluate
 from medtrain.losses import compute_losses
@@ -37,12 +43,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _to_device(batch: dict[str, Any], device: torch.device, dtype: torch.dtype) -> dict:
+def _to_device(
+    batch: dict[str, Any], device: torch.device, dtype: torch.dtype, image: ImageConfig
+) -> dict:
     out = {}
     for k, v in batch.items():
         if isinstance(v, torch.Tensor):
             v = v.to(device, non_blocking=True)
-            out[k] = v.to(dtype) if k == "pixel_values" else v
+            # Device-side preprocessing (Gaussian LCN with image.lcn_device=gpu) runs in fp32.
+            out[k] = batch_transform(v, image).to(dtype) if k == "pixel_values" else v
         else:
             out[k] = v
     return out
@@ -85,8 +94,9 @@ def pretrain(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     ckpt_dir = out / "checkpoints"
     tokenizer = load_tokenizer(cfg.tokenizer.path)
     size, max_len = cfg.model.vision.img_size, cfg.model.text.max_length
-    train_ds = PairDataset(cfg.data, cfg.data.train_split, size)
-    eval_ds = PairDataset(cfg.data, cfg.data.eval_split, size)
+    records = cfg.data.format == "records"
+    train_ds = PairDataset(cfg.data, cfg.data.train_split, size) if records else None
+    eval_ds = eval_dataset(cfg.data, size)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out / "config.yaml")
@@ -99,34 +109,63 @@ def pretrain(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     dtype = torch.bfloat16 if cfg.train.precision == "bf16" else torch.float32
     accum = engine.gradient_accumulation_steps()
 
-    pos, step = _Position(), 0
+    pos, step, stream_state = _Position(), 0, None
     if resume and (ckpt_dir / "latest").is_file():
         path, client = engine.load_checkpoint(str(ckpt_dir))
-        step, pos = client["step"], _Position(**client["data"][str(rank)])
+        step = client["step"]
+        if records:
+            pos = _Position(**client["data"][str(rank)])
+        elif "stream" not in client:
+            raise DataError(f"{path} holds no streaming-loader state (not trained from shards)")
+        else:
+            stream_state = client["stream"]
         if rank == 0:
             print(f"resumed from {path} at step {step}", flush=True)
     elif resume and rank == 0:
         print(f"no checkpoint under {ckpt_dir}: starting from step 0", flush=True)
 
-    sampler = ResumableSampler(
-        len(train_ds),
-        batch_size=cfg.train.micro_batch_size,
-        rank=rank,
-        world=world,
-        seed=cfg.train.seed,
-    )
     collator = Collator(
         tokenizer,
         max_length=max_len,
         masking=cfg.masking,
         seed=cfg.train.seed * 1000 + rank * 7919 + step,
     )
-    batches = _batches(train_ds, sampler, collator, pos, cfg.data.num_workers)
+    loader = None
+    if records:
+        sampler = ResumableSampler(
+            len(train_ds),
+            batch_size=cfg.train.micro_batch_size,
+            rank=rank,
+            world=world,
+            seed=cfg.train.seed,
+        )
+        batches = _batches(train_ds, sampler, collator, pos, cfg.data.num_workers)
+        n_train = len(train_ds)
+    else:
+        stream = ShardStream(
+            cfg.data.shards,
+            image_size=size,
+            image=cfg.data.image,
+            seed=cfg.train.seed,
+            rank=rank,
+            world=world,
+            buffer=cfg.data.shuffle_buffer,
+            state=stream_state,
+        )
+        loader = ShardLoader(
+            stream,
+            batch_size=cfg.train.micro_batch_size,
+            collate_fn=collator,
+            num_workers=cfg.data.num_workers,
+            pin_memory=torch.cuda.is_available(),
+        )
+        batches = iter(loader)  # endless
+        n_train = stream.samples_per_epoch
     logger = MetricsLogger(out, enabled=rank == 0)
     if rank == 0:
         n = count_parameters(model)
         print(
-            f"medtrain pretrain: {world} rank(s), {len(train_ds)} train / {len(eval_ds)} eval "
+            f"medtrain pretrain: {world} rank(s), {n_train} train / {len(eval_ds)} eval "
             f"pairs, {n['total'] / 1e6:.1f}M params, global batch "
             f"{engine.train_batch_size()}, {cfg.train.steps} steps -> {out}",
             flush=True,
@@ -149,13 +188,14 @@ def pretrain(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
         return metrics
 
     def save() -> None:
-        all_pos = [None] * world
-        torch.distributed.all_gather_object(all_pos, pos.state())
-        client = {
-            "step": step,
-            "data": {str(r): p for r, p in enumerate(all_pos)},
-            "world_size": world,
-        }
+        client: dict[str, Any] = {"step": step, "world_size": world}
+        gathered: list[Any] = [None] * world
+        if records:
+            torch.distributed.all_gather_object(gathered, pos.state())
+            client["data"] = {str(r): p for r, p in enumerate(gathered)}
+        else:
+            torch.distributed.all_gather_object(gathered, loader.state_dict())
+            client["stream"] = merge_states(gathered)
         engine.save_checkpoint(str(ckpt_dir), tag=f"step{step}", client_state=client)
 
     t0 = t_log = time.time()
@@ -164,7 +204,7 @@ def pretrain(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
     engine.train()
     while step < cfg.train.steps:
         for _ in range(accum):
-            batch = _to_device(next(batches), engine.device, dtype)
+            batch = _to_device(next(batches), engine.device, dtype, cfg.data.image)
             outputs = engine(batch, with_mlm=cfg.loss.mlm_weight > 0)
             losses = compute_losses(outputs, cfg.loss)
             engine.backward(losses["loss"])
@@ -193,6 +233,10 @@ def pretrain(cfg: RunConfig, *, resume: bool = False) -> dict[str, Any]:
                     "perf/peak_memory_gb": peak_memory_gb(),
                 }
             )
+            if loader is not None:  # this rank's skipped shard members since the start
+                counters = loader.state.counters
+                scalars["data/corrupt"] = counters["corrupt"] + counters["rejected"]
+                scalars["data/epoch"] = loader.state.epoch
             logger.log(step, scalars)
             sums, seen, t_log = {}, 0, now
         if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step < cfg.train.steps:

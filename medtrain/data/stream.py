@@ -1,0 +1,443 @@
+"""Resumable streaming loader over tar shards, split across ranks and dataloader workers.
+
+Order (a function of seed, epoch and the shard set only):
+  * epoch e visits the shards in the permutation rng(seed, e);
+  * a shard's samples come out of a buffer shuffle (`buffer` samples) seeded by
+    (seed, e, shard), reading the tar sequentially; position p = p-th sample emitted.
+
+Split: there are C = world_size x max(1, num_workers) consumers; consumer c = rank * K + worker
+takes every C-th shard of the epoch's list of not-yet-finished shards. Every consumer streams
+endlessly (epoch e, then e + 1, ...), so no rank runs dry at an epoch end, nothing is dropped
+and no batch is padded: epochs overlap by at most one shard per consumer.
+
+State (goes into the checkpoint; world-size independent): for each epoch not yet complete, how
+many samples of each shard have been handed to training, always a prefix of that shard's
+order. The main process updates it from the (epoch, shard, position) tags of the batches it
+actually receives, so prefetched batches are not counted. On resume with any number of ranks
+and workers, each shard continues at its offset (earlier positions are re-read but not decoded):
+the samples of every epoch are seen exactly once.
+
+Bad data is never fatal: corrupt members (undecodable PNG/JSON, missing parts) and unreadable
+tail of a truncated tar are skipped and counted; members with absolute or `..` paths or that are
+not regular files are rejected (counted) without being read.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import tarfile
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+
+from medtrain.data.errors import DataError
+from medtrain.data.images import ImageConfig, decode_png
+from medtrain.data.labels import CHEXPERT_LABELS
+from medtrain.data.shards import Manifest, read_manifest
+
+log = logging.getLogger(__name__)
+STATE_VERSION = 1
+_COUNTERS = ("samples", "corrupt", "rejected")
+
+
+# ------------------------------------------------------------------------------ tar reading
+
+
+def unsafe_member(info: tarfile.TarInfo) -> str | None:
+    """Why a member must not be read, or None. Absolute / `..` / non-regular members."""
+    name = info.name
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return f"absolute member path {name!r}"
+    if ".." in PurePosixPath(name.replace("\\", "/")).parts:
+        return f"member path with '..' {name!r}"
+    if not info.isreg():
+        return f"member {name!r} is not a regular file"
+    return None
+
+
+def iter_tar_samples(path: Path, stats: dict[str, int]) -> Iterator[dict[str, Any]]:
+    """Sequential read of a webdataset tar -> {"__key__", ext: bytes, ...} per sample.
+
+    Members group by key (name up to the first dot of the base name) while consecutive. Rejected
+    members increment stats["rejected"]; a read error ends the shard and increments
+    stats["corrupt"] (what was read before it is still yielded).
+    """
+    sample: dict[str, Any] = {}
+    try:
+        with tarfile.open(path, mode="r|") as tar:
+            for info in tar:
+                why = unsafe_member(info)
+                if why is not None:
+                    if not info.isdir():
+                        stats["rejected"] += 1
+                        log.warning("%s: rejected %s", path, why)
+                    continue
+                folder, _, base = info.name.rpartition("/")
+                stem, dot, ext = base.partition(".")
+                key = f"{folder}/{stem}" if folder else stem
+                if not dot:
+                    stats["rejected"] += 1
+                    log.warning("%s: rejected member without extension %r", path, info.name)
+                    continue
+                if sample and sample["__key__"] != key:
+                    yield sample
+                    sample = {}
+                f = tar.extractfile(info)
+                sample["__key__"] = key
+                sample[ext.lower()] = f.read() if f is not None else b""
+    except (tarfile.TarError, OSError, EOFError) as e:
+        stats["corrupt"] += 1
+        log.warning("%s: unreadable tar data, rest of the shard skipped (%s)", path, e)
+    if sample:
+        yield sample
+
+
+def buffer_shuffle(samples: Iterator[Any], rng: np.random.Generator, size: int) -> Iterator[Any]:
+    """Deterministic buffer shuffle: holds `size` items; a buffer >= the shard is a permutation."""
+    buf: list[Any] = []
+    for s in samples:
+        if len(buf) < size:
+            buf.append(s)
+            continue
+        i = int(rng.integers(size))
+        out, buf[i] = buf[i], s
+        yield out
+    for i in rng.permutation(len(buf)):
+        yield buf[i]
+
+
+def decode_sample(raw: dict[str, Any], image_size: int, icfg: ImageConfig, where: str) -> dict:
+    """Raw members -> {"id", "pixel_values" (1, S, S), "text", "labels" (14,)}; DataError."""
+    name = f"{where}:{raw.get('__key__')}"
+    missing = [ext for ext in ("png", "txt", "json") if ext not in raw]
+    if missing:
+        raise DataError(f"{name}: sample lacks member(s) {missing}")
+    try:
+        meta = json.loads(raw["json"])
+        text = raw["txt"].decode("utf-8")
+        labels = meta.get("labels") or {}
+        values = [labels.get(k) for k in CHEXPERT_LABELS]
+        label_t = torch.tensor([math.nan if v is None else float(v) for v in values])  # (14,)
+    except (ValueError, TypeError, AttributeError) as e:
+        raise DataError(f"{name}: bad json/txt member ({e})") from None
+    if not text.strip():
+        raise DataError(f"{name}: empty text")
+    pixels = decode_png(raw["png"], image_size, icfg, name)  # (1, S, S)
+    return {
+        "id": str(meta.get("id", raw["__key__"])),
+        "pixel_values": pixels,
+        "text": text,
+        "labels": label_t,
+    }
+
+
+# ------------------------------------------------------------------------------------ state
+
+
+class StreamState:
+    """Which samples of which epoch have been handed out; see the module docstring."""
+
+    def __init__(self, manifest: Manifest, *, seed: int, buffer: int) -> None:
+        self.names = [s["name"] for s in manifest.shards]
+        self.counts = [int(s["count"]) for s in manifest.shards]
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.nonempty = sum(c > 0 for c in self.counts)  # a shard may hold 0 (all quarantined)
+        self.fingerprint, self.seed, self.buffer = manifest.fingerprint(), seed, buffer
+        self.epoch = 0  # oldest epoch not yet complete
+        self.consumed: dict[int, dict[int, int]] = {}  # epoch -> shard index -> prefix length
+        self.complete: dict[int, int] = {}  # epoch -> number of finished shards
+        self.base = dict.fromkeys(_COUNTERS, 0)  # counters restored from the checkpoint
+        self.run = dict.fromkeys(_COUNTERS, 0)  # counters of this process since then
+
+    def copy(self) -> StreamState:
+        return copy.deepcopy(self)
+
+    def order(self, epoch: int) -> list[int]:
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.names)).tolist()
+
+    def remaining(self, epoch: int) -> list[tuple[int, int]]:
+        """(shard index, start position) of unfinished shards of `epoch`, in epoch order."""
+        done = self.consumed.get(epoch, {})
+        return [(s, done.get(s, 0)) for s in self.order(epoch) if done.get(s, 0) < self.counts[s]]
+
+    def advance(self, epoch: int, shard: int, upto: int) -> None:
+        if epoch < self.epoch:
+            return  # already complete
+        per = self.consumed.setdefault(epoch, {})
+        before = per.get(shard, 0)
+        upto = min(upto, self.counts[shard])
+        if upto > before:
+            per[shard] = upto
+            if upto == self.counts[shard]:
+                self.complete[epoch] = self.complete.get(epoch, 0) + 1
+        while self.complete.get(self.epoch, 0) == self.nonempty:
+            self.consumed.pop(self.epoch, None)
+            self.complete.pop(self.epoch, None)
+            self.epoch += 1
+
+    def update(self, metas: list[tuple[tuple[int, int, int], dict[str, Any]]]) -> None:
+        """Apply the tags of one received batch: [((epoch, shard, pos), events), ...]."""
+        for (epoch, shard, pos), events in metas:
+            for e, s in events.get("closed", ()):
+                self.advance(e, s, self.counts[s])
+            self.advance(epoch, shard, pos + 1)
+            for k in ("corrupt", "rejected"):
+                self.run[k] += events.get(k, 0)
+            self.run["samples"] += 1
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return {k: self.base[k] + self.run[k] for k in _COUNTERS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "fingerprint": self.fingerprint,
+            "seed": self.seed,
+            "buffer": self.buffer,
+            "epoch": self.epoch,
+            "consumed": {
+                str(e): {self.names[s]: n for s, n in sorted(per.items())}
+                for e, per in sorted(self.consumed.items())
+            },
+            "counters": dict(self.base),
+            "run_counters": dict(self.run),
+        }
+
+    def load(self, d: dict[str, Any]) -> StreamState:
+        """Restore from `to_dict` output (a single rank's or `merge_states`')."""
+        for key, mine in (
+            ("fingerprint", self.fingerprint),
+            ("seed", self.seed),
+            ("buffer", self.buffer),
+        ):
+            if d.get(key) != mine:
+                raise DataError(
+                    f"checkpointed loader state has {key}={d.get(key)!r} but this run has "
+                    f"{mine!r}: resuming needs the same shard set, train.seed and "
+                    "data.shuffle_buffer"
+                )
+        self.epoch, self.consumed, self.complete = int(d["epoch"]), {}, {}
+        for e, per in d["consumed"].items():
+            for name, n in per.items():
+                if name not in self.index:
+                    raise DataError(f"checkpointed loader state names unknown shard {name!r}")
+                self.advance(int(e), self.index[name], int(n))
+        self.base = {
+            k: d["counters"].get(k, 0) + d.get("run_counters", {}).get(k, 0) for k in _COUNTERS
+        }
+        self.run = dict.fromkeys(_COUNTERS, 0)
+        return self
+
+
+def merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """One global state from every rank's `to_dict()` (same resume point, disjoint progress).
+
+    A rank's view is the checkpoint plus its own progress, never more than the truth: an epoch
+    one rank saw complete is complete, and per shard the furthest prefix is the global one.
+    """
+    epoch = max(int(s["epoch"]) for s in states)
+    consumed: dict[str, dict[str, int]] = {}
+    for s in states:
+        for e, per in s["consumed"].items():
+            if int(e) < epoch:
+                continue
+            into = consumed.setdefault(e, {})
+            for name, n in per.items():
+                into[name] = max(into.get(name, 0), n)
+    run = {k: sum(s["run_counters"].get(k, 0) for s in states) for k in _COUNTERS}
+    return {**states[0], "epoch": epoch, "consumed": consumed, "run_counters": run}
+
+
+# ---------------------------------------------------------------------------------- dataset
+
+
+class ShardStream(IterableDataset):
+    """Endless stream of decoded samples for this rank; one consumer per dataloader worker.
+
+    Each sample also carries "_pos" (epoch, shard, position) and "_events" (shards closed and
+    corrupt / rejected members since the previous sample of this consumer) for `ShardLoader`.
+    """
+
+    def __init__(
+        self,
+        shard_dir: str | Path,
+        *,
+        image_size: int,
+        image: ImageConfig,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+        buffer: int = 256,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        self.manifest = read_manifest(shard_dir)
+        if not self.manifest.shards or self.manifest.total == 0:
+            raise DataError(f"{shard_dir}: the shard manifest lists no samples")
+        if buffer < 1:
+            raise DataError(f"data.shuffle_buffer must be >= 1, got {buffer}")
+        self.image_size, self.image, self.rank, self.world = image_size, image, rank, world
+        self.start = StreamState(self.manifest, seed=seed, buffer=buffer)
+        if state is not None:
+            self.start.load(state)
+
+    @property
+    def samples_per_epoch(self) -> int:  # all ranks; the stream itself is endless
+        return self.manifest.total
+
+    def consumers(self) -> tuple[int, int]:
+        info = get_worker_info()
+        k, n = (info.id, info.num_workers) if info is not None else (0, 1)
+        return self.rank * n + k, self.world * n
+
+    def plan(self, consumer: int, n_consumers: int) -> Iterator[tuple[int, int, int]]:
+        """(epoch, shard, start position) for one consumer, from the frozen start state."""
+        if self.start.nonempty < n_consumers:
+            raise DataError(
+                f"{self.manifest.root}: {self.start.nonempty} non-empty shards cannot feed "
+                f"{n_consumers} consumers (ranks x dataloader workers); write smaller shards "
+                "or use fewer data.num_workers"
+            )
+        epoch = self.start.epoch
+        while True:
+            for shard, offset in self.start.remaining(epoch)[consumer::n_consumers]:
+                yield epoch, shard, offset
+            epoch += 1
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        consumer, n = self.consumers()
+        st, names = self.start, self.start.names
+        events: dict[str, Any] = {"closed": [], "corrupt": 0, "rejected": 0}
+        idle = 0  # consecutive shards that yielded nothing
+        for epoch, shard, offset in self.plan(consumer, n):
+            path = self.manifest.root / names[shard]
+            stats = {"corrupt": 0, "rejected": 0}
+            rng = np.random.default_rng([st.seed, epoch, shard])
+            yielded = 0
+            raw_iter = buffer_shuffle(iter_tar_samples(path, stats), rng, st.buffer)
+            for pos, raw in enumerate(raw_iter):
+                if pos < offset:  # handed out before the checkpoint: not decoded again
+                    stats.update(corrupt=0, rejected=0)  # and counted then
+                    continue
+                try:
+                    sample = decode_sample(raw, self.image_size, self.image, str(path))
+                except DataError as e:
+                    log.warning("skipping corrupt sample: %s", e)
+                    events["corrupt"] += 1
+                    continue
+                for k in ("corrupt", "rejected"):
+                    events[k] += stats[k]
+                    stats[k] = 0
+                sample["_pos"], sample["_events"] = (epoch, shard, pos), events
+                events = {"closed": [], "corrupt": 0, "rejected": 0}
+                yielded += 1
+                yield sample
+            for k in ("corrupt", "rejected"):
+                events[k] += stats[k]
+            events["closed"].append((epoch, shard))
+            idle = 0 if yielded else idle + 1
+            if idle > len(names):
+                raise DataError(
+                    f"{self.manifest.root}: no readable sample in {idle} consecutive shards"
+                )
+
+
+class _TaggedCollate:
+    """collate_fn wrapper: -> (tags, batch); tags = [((epoch, shard, pos), events), ...]."""
+
+    def __init__(self, collate_fn: Callable[[list[dict]], Any]) -> None:
+        self.collate_fn = collate_fn
+
+    def __call__(self, samples: list[dict[str, Any]]):
+        tags = [(s.pop("_pos"), s.pop("_events")) for s in samples]
+        return tags, self.collate_fn(samples)
+
+
+class ShardLoader:
+    """Batches from a ShardStream through a DataLoader, tracking the loader state exactly.
+
+    `state_dict()` covers the batches yielded so far (not those prefetched by workers).
+    """
+
+    def __init__(
+        self,
+        stream: ShardStream,
+        *,
+        batch_size: int,
+        collate_fn: Callable[[list[dict]], Any],
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        self.stream, self.state = stream, stream.start.copy()
+        self.last_tags: list[tuple[tuple[int, int, int], dict[str, Any]]] = []  # of last batch
+        self.kwargs = {
+            "batch_size": batch_size,
+            "collate_fn": _TaggedCollate(collate_fn),
+            "num_workers": num_workers,
+            "pin_memory": pin_memory,
+            "persistent_workers": False,
+        }
+
+    def __iter__(self) -> Iterator[Any]:
+        # Restart from what has been handed out, so a new iterator neither repeats nor skips.
+        self.stream.start = self.state.copy()
+        self.stream.start.run = dict.fromkeys(_COUNTERS, 0)
+        for tags, batch in DataLoader(self.stream, **self.kwargs):
+            self.state.update(tags)
+            self.last_tags = tags
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.state.to_dict()
+
+
+# ------------------------------------------------------------------------ map-style (eval)
+
+
+class ShardIndexDataset(Dataset):
+    """Random access to the first `limit` samples of a shard directory (evaluation).
+
+    Indexes member offsets from the tar headers once; items are read with a seek each.
+    """
+
+    def __init__(
+        self, shard_dir: str | Path, *, image_size: int, image: ImageConfig, limit: int = 0
+    ) -> None:
+        self.manifest = read_manifest(shard_dir)
+        self.image_size, self.image = image_size, image
+        self.items: list[tuple[Path, str, dict[str, tuple[int, int]]]] = []
+        for s in self.manifest.shards:
+            path = self.manifest.root / s["name"]
+            with tarfile.open(path, mode="r:") as tar:
+                for info in tar.getmembers():
+                    if unsafe_member(info) is not None or "." not in info.name:
+                        continue
+                    key, ext = info.name.split(".", 1)
+                    if not self.items or self.items[-1][1] != key or self.items[-1][0] != path:
+                        if limit and len(self.items) == limit:
+                            break
+                        self.items.append((path, key, {}))
+                    self.items[-1][2][ext] = (info.offset_data, info.size)
+            if limit and len(self.items) >= limit:
+                break
+        if not self.items:
+            raise DataError(f"{shard_dir}: no samples in the shards")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        path, key, members = self.items[i]
+        raw: dict[str, Any] = {"__key__": key}
+        with path.open("rb") as f:
+            for ext, (offset, size) in members.items():
+                f.seek(offset)
+                raw[ext] = f.read(size)
+        return decode_sample(raw, self.image_size, self.image, str(path))
