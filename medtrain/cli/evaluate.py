@@ -10,12 +10,13 @@ from pathlib import Path
 def _eval(args: argparse.Namespace) -> None:
     import torch
 
-    from medtrain.data.dataset import PairDataset
+    from medtrain.data.dataset import eval_dataset
     from medtrain.eval.runner import evaluate
     from medtrain.train.checkpoint import load_run
 
     model, tokenizer, cfg = load_run(args.run, args.tag)
-    ds = PairDataset(cfg.data, args.split, cfg.model.vision.img_size)
+    cfg.data.eval_split = args.split
+    ds = eval_dataset(cfg.data, cfg.model.vision.img_size)
     metrics = evaluate(
         model,
         ds,

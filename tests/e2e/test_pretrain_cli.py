@@ -23,6 +23,7 @@ def test_pretrain_learns_writes_logs_checkpoint_and_evaluates(synth_mimic, token
     last = sum(r["loss/total"] for r in rows[-5:]) / 5
     assert last < first - 1.0, (first, last)  # it learns, not just runs
     assert rows[-1]["loss/mlm"] < rows[0]["loss/mlm"]
+    assert rows[-1]["perf/tflops_per_rank"] > 0  # model FLOPs counted on the first micro-batch
     for key in (
         "loss/contrastive",
         "train/lr",
@@ -38,6 +39,9 @@ def test_pretrain_learns_writes_logs_checkpoint_and_evaluates(synth_mimic, token
     assert list((run / "tb").glob("events.out.tfevents.*"))
     final = json.loads((run / "eval" / "final.json").read_text())
     assert {"i2t_R@1", "t2i_R@10", "auc/mean"} <= set(final)
+
+    again = run_cli("pretrain", "--preset", "tiny-cpu", *sets, check=False, timeout=300)
+    assert again.returncode == 2 and "pass --resume" in again.stderr  # never overwrites a run
 
     ev = run_cli("eval", "--run", str(run), "--split", "test")
     metrics = json.loads((run / "eval" / "test.json").read_text())
