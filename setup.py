@@ -1,10 +1,50 @@
 """medtrain: medical vision-language pretraining at cluster scale.
 
-The native extension in csrc/ is opt-in (MEDTRAIN_BUILD_EXT=1); without it the package is pure
-Python and kernels fall back to their references.
+The native extension in csrc/ is opt-in: MEDTRAIN_BUILD_EXT=1 builds it as `medtrain._C`
+(CUDAExtension when a CUDA toolkit is found, for TORCH_CUDA_ARCH_LIST, default "9.0";
+CppExtension otherwise or with MEDTRAIN_BUILD_CUDA=0). Without it the package is pure Python and
+medtrain/kernels/_ext.py JIT-builds the same sources on first use, or kernels fall back to their
+references.
+
+    MEDTRAIN_BUILD_EXT=1 TORCH_CUDA_ARCH_LIST="9.0" pip install --no-build-isolation -e .
 """
 
+import os
+
 from setuptools import find_packages, setup
+
+
+def native_extension() -> tuple[list, dict]:
+    """(ext_modules, cmdclass) for MEDTRAIN_BUILD_EXT=1, else nothing."""
+    if os.environ.get("MEDTRAIN_BUILD_EXT") != "1":
+        return [], {}
+    cuda = None
+    if os.environ.get("MEDTRAIN_BUILD_CUDA", "1") != "0":
+        from medtrain.kernels._ext import cuda_home  # light: torch + stdlib
+
+        cuda = cuda_home()
+    if cuda is not None:  # before cpp_extension reads it (its own guess follows nvcc on PATH)
+        os.environ.setdefault("CUDA_HOME", str(cuda))
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "9.0")
+    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
+
+    # Same flags as the JIT build in medtrain/kernels/_ext.py.
+    cxx = ["-O3", "-fopenmp", "-fno-trapping-math"]
+    sources = ["csrc/bindings.cpp", "csrc/contrastive/contrastive.cpp"]
+    kwargs = {"include_dirs": [os.path.abspath("csrc")], "extra_link_args": ["-fopenmp"]}
+    if cuda is not None:
+        ext = CUDAExtension(
+            "medtrain._C",
+            [*sources, "csrc/contrastive/contrastive_cuda.cu"],
+            extra_compile_args={"cxx": [*cxx, "-DMEDTRAIN_WITH_CUDA"], "nvcc": ["-O3"]},
+            **kwargs,
+        )
+    else:
+        ext = CppExtension("medtrain._C", sources, extra_compile_args={"cxx": cxx}, **kwargs)
+    return [ext], {"build_ext": BuildExtension}
+
+
+ext_modules, cmdclass = native_extension()
 
 setup(
     name="medtrain",
@@ -31,4 +71,6 @@ setup(
     ],
     extras_require={"triton": ["triton"], "test": ["pytest", "ruff"]},
     entry_points={"console_scripts": ["medtrain=medtrain.cli:main"]},
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
 )
