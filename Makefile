@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_N ?= 4000
 
-.PHONY: setup demo test lint bench clean-demo
+.PHONY: setup demo test lint ext bench-cpu gpu-suite clean-demo
 
 $(STAMP): requirements.txt setup.py
 	$(PY) -m venv $(VENV)
@@ -31,8 +31,21 @@ demo: setup data/tokenizer/tokenizer.json
 lint: setup
 	$(BIN)/ruff check .
 
-test: lint
-	$(BIN)/python -m pytest -q tests
+# JIT-build the C++ contrastive-loss extension once (cached under ~/.cache/torch_extensions).
+ext: setup
+	CUDA_HOME=$${CUDA_HOME:-/usr/local/cuda} $(BIN)/python -c "from medtrain.kernels import _ext; assert _ext.load() is not None, _ext.load_error()"
+
+test: lint ext
+	CUDA_HOME=$${CUDA_HOME:-/usr/local/cuda} $(BIN)/python -m pytest -q tests
+
+# CPU benchmarks (minutes); results in benchmarks/results/.
+bench-cpu: ext
+	$(BIN)/python benchmarks/throughput/pretrain_step.py --preset tiny-cpu
+	$(BIN)/python benchmarks/kernels/bench_contrastive.py --mode single --batches 4096 8192
+	$(BIN)/python benchmarks/data/bench_deid.py
+
+gpu-suite: ext
+	bash benchmarks/gpu_suite.sh
 
 clean-demo:
 	rm -rf data/synth-mimic data/tokenizer runs/tiny-cpu
