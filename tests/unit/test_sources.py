@@ -384,3 +384,126 @@ def _check_ground_truth(root: Path, layout: str) -> None:
     assert {x["report_id"] for x in lines} == set(reports)
     spans = [(reports[x["report_id"]], s) for x in lines for s in x["spans"]]
     assert spans and all(0 <= s < e <= len(text) and text[s:e].strip() for text, (s, e, _) in spans)
+
+
+# ------------------------------------------- MIMIC tables in the temporary SQLite database
+
+
+def _gz(path: Path, text: str) -> None:
+    with gzip.open(path, "wt", encoding="utf-8", newline="") as f:
+        f.write(text)
+
+
+_LABEL_HEADER = "subject_id,study_id," + ",".join(CHEXPERT_LABELS) + "\n"
+
+
+def _tables(root: Path, meta: str, split: str, labels: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    _gz(
+        root / "mimic-cxr-2.0.0-metadata.csv.gz",
+        "dicom_id,subject_id,study_id,ViewPosition\n" + meta,
+    )
+    _gz(root / "mimic-cxr-2.0.0-split.csv.gz", "dicom_id,study_id,subject_id,split\n" + split)
+    _gz(root / "mimic-cxr-2.0.0-chexpert.csv.gz", labels)
+    return root
+
+
+def _cells(*values: str) -> str:
+    return ",".join(values + ("",) * (len(CHEXPERT_LABELS) - len(values)))
+
+
+def test_mimic_check_files_false_enumerates_from_tables(mimic, tmp_path):
+    full = list(iter_mimic_cxr(mimic, views=None))
+    lean = list(iter_mimic_cxr(mimic, views=None, check_files=False))
+    assert [(r.id, r.labels, r.split, r.study_id, r.subject_id, r.view) for r in lean] == [
+        (r.id, r.labels, r.split, r.study_id, r.subject_id, r.view) for r in full
+    ]
+    assert [r.image_path for r in lean] == [r.image_path for r in full]
+    assert all(r.report == "" for r in lean)
+    root = _small_copy(mimic, tmp_path / "copy")
+    (root / full[0].image_path.relative_to(mimic.resolve())).unlink()  # not looked at
+    skipped: list[tuple[str, str]] = []
+    assert len(list(iter_mimic_cxr(root, views=None, check_files=False, skipped=skipped))) == len(
+        full
+    )
+    assert skipped == []
+
+
+def test_mimic_tables_duplicates_blanks_and_batches(tmp_path, monkeypatch):
+    """What the dict tables did, across lookup batches: the last row of a repeated key wins,
+    a study without labels reads all None, a split row without its split cell (or no split row)
+    is skipped, blank lines are ignored, unusual numeric cells parse."""
+    import medtrain.data.sources.mimic_cxr as mimic_cxr
+
+    monkeypatch.setattr(mimic_cxr, "BATCH_ROWS", 2)
+    monkeypatch.setattr(mimic_cxr, "_IN_MAX", 1)
+    meta = "".join(
+        f"d{i},1000000{i % 3},5{i % 4},{'PA' if i != 4 else 'LATERAL'}\n" for i in range(7)
+    )
+    split = "d0,50,10000000,test\nd0,50,10000000,train\n\nd1,51,10000001,validate\n"
+    split += "d2,52,10000002\nd4,50,10000001,train\nd5,51,10000002,train\nd6,52,10000000,test\n"
+    labels = _LABEL_HEADER + f"1,50,{_cells('1.0')}\n1,51,{_cells(' 1', '-1.0', '0.0')}\n"
+    labels += f"1,50,{_cells('', '0.0')}\n\n"  # d3 (study 53) has no split entry, no labels
+    root = _tables(tmp_path / "root", meta, split, labels)
+    skipped: list[tuple[str, str]] = []
+    records = list(iter_mimic_cxr(root, views=None, check_files=False, skipped=skipped))
+    assert [(r.id, r.split, r.study_id) for r in records] == [
+        ("d0", "train", "50"),
+        ("d1", "validate", "51"),
+        ("d4", "train", "50"),
+        ("d5", "train", "51"),
+        ("d6", "test", "52"),
+    ]
+    assert skipped == [("d2", "no entry in the split table"), ("d3", "no entry in the split table")]
+    blank = dict.fromkeys(CHEXPERT_LABELS)
+    assert records[0].labels == {**blank, "Cardiomegaly": 0.0}  # the later row of study 50
+    assert records[1].labels == {**blank, "Atelectasis": 1.0, "Cardiomegaly": -1.0,
+                                 "Consolidation": 0.0}  # fmt: skip
+    assert records[4].labels == blank
+    assert records[0].labels is not records[2].labels  # a fresh dict per record
+    assert [r.id for r in iter_mimic_cxr(root, check_files=False)] == ["d0", "d1", "d5", "d6"]
+    assert [r.id for r in iter_mimic_cxr(root, splits=["test"], check_files=False)] == ["d6"]
+
+
+def test_mimic_label_table_errors_before_first_record(tmp_path):
+    meta, split = "d0,10000000,50,PA\n", "d0,50,10000000,train\n"
+    # a bad value in a study no metadata row refers to still fails, as the dict loader did
+    bad = _tables(tmp_path / "bad", meta, split, _LABEL_HEADER + f"1,99,{_cells('yes')}\n")
+    with pytest.raises(DataError, match="bad label value 'yes'"):
+        next(iter_mimic_cxr(bad, check_files=False))
+    short = _tables(tmp_path / "short", meta, split, _LABEL_HEADER + "1,50,1.0\n")
+    with pytest.raises(DataError, match="fewer cells"):
+        next(iter_mimic_cxr(short, check_files=False))
+    header = "subject_id,study_id,Atelectasis\n"
+    missing = _tables(tmp_path / "missing", meta, split, header + "1,50,1.0\n")
+    with pytest.raises(DataError, match="missing label columns .*Cardiomegaly"):
+        next(iter_mimic_cxr(missing, check_files=False))
+    no_rows = _tables(tmp_path / "no-rows", meta, split, header)  # nothing to check: no error
+    assert [r.labels for r in iter_mimic_cxr(no_rows, check_files=False)] == [
+        dict.fromkeys(CHEXPERT_LABELS)
+    ]
+    no_col = _tables(tmp_path / "no-col", meta, split, _LABEL_HEADER)
+    _gz(no_col / "mimic-cxr-2.0.0-split.csv.gz", "dicom,split\nd0,train\n")
+    with pytest.raises(DataError, match="missing columns \\['dicom_id'\\]"):
+        next(iter_mimic_cxr(no_col, check_files=False))
+
+
+def test_mimic_temporary_database_outside_root_and_removed(mimic, tmp_path, monkeypatch):
+    import tempfile
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    before = sorted(p.name for p in mimic.iterdir())
+    it = iter_mimic_cxr(mimic)
+    next(it)
+    (db_dir,) = temp.iterdir()
+    assert db_dir.name.startswith("medtrain-mimic-") and (db_dir / "tables.sqlite").is_file()
+    it.close()  # abandoned early: the database goes
+    assert list(temp.iterdir()) == []
+    assert len(list(iter_mimic_cxr(mimic))) == N  # exhausted: the database goes
+    assert list(temp.iterdir()) == []
+    with pytest.raises(DataError):
+        next(iter_mimic_cxr(_tables(tmp_path / "bad", "", "", _LABEL_HEADER + "1,2,x\n")))
+    assert list(temp.iterdir()) == []  # failed while loading: the database goes
+    assert sorted(p.name for p in mimic.iterdir()) == before

@@ -2,15 +2,27 @@
 
 Layout (DESIGN.md section 6): `files/pXX/pSUBJECT/sSTUDY/<dicom_id>.jpg`, reports at
 `files/pXX/pSUBJECT/sSTUDY.txt`, CSVs `mimic-cxr-2.0.0-{metadata,split,chexpert,negbio}.csv.gz`
-in the root. The split table (per dicom) and label table (per study) are held in dicts; the
-metadata is streamed row by row.
+in the root.
+
+Memory stays bounded whatever the size of the source: the split table (per dicom) and the label
+table (per study) are streamed into a temporary on-disk SQLite database (in the system temp
+directory, never in the data root; removed when the iterator finishes or is closed), and the
+metadata is streamed in batches of BATCH_ROWS rows whose split and label entries are looked up
+with indexed `IN (...)` queries. Peak RSS growth is ~40 MB for a 1M-row metadata CSV, ~35 MB at
+250k (dicts took ~0.7 KB a row: ~725 MB at 1M, ~7 GB for 10M); the database takes ~170 bytes
+a metadata row on disk (~1.7 GB for 10M).
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
-from collections.abc import Iterator, Sequence
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
+from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 
 from medtrain.data.errors import DataError
@@ -24,14 +36,42 @@ LABEL_CSVS = {
     "negbio": "mimic-cxr-2.0.0-negbio.csv.gz",
 }
 
+BATCH_ROWS = 4096  # metadata rows read and looked up at a time
+_IN_MAX = 512  # keys per `WHERE key IN (...)` query (below every SQLite variable limit)
+_CACHE_KIB = 16 * 1024  # SQLite page cache bound
+_KNOWN_CELLS = ("", "1.0", "0.0", "-1.0")  # label cells as the public CSVs write them
+_SEP = ","  # joins the 14 validated label cells (no valid float text contains a comma)
 
-def _rows(path: Path) -> Iterator[dict[str, str]]:
+
+def _table(
+    path: Path, columns: Sequence[str], *, optional: Sequence[str] = (), what: str = "columns"
+) -> Iterator[tuple[str | None, ...]]:
+    """The rows of a gzip CSV as tuples of `columns` then `optional`, with csv.DictReader's
+    reading (blank lines skipped, missing trailing cells None); a missing optional column reads
+    as None. A missing required column is a DataError at the first data row."""
     with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
-        yield from csv.DictReader(f)
+        reader = csv.reader(f)
+        header = next(reader, [])
+        index = {name: i for i, name in enumerate(header)}  # duplicate names: the last wins
+        missing = [c for c in columns if c not in index]
+        virtual = len(header)  # always-None column for missing optional ones
+        idx = [index.get(c, virtual) for c in (*columns, *optional)]
+        width = max(idx) + 1
+        get = itemgetter(*idx)  # two or more columns: tuples
+        for row in reader:
+            if not row:
+                continue
+            if missing:
+                raise DataError(f"{path}: missing {what} {missing}")
+            if len(row) < width:
+                row += [None] * (width - len(row))
+            yield get(row)
 
 
-def _label(cell: str, path: Path) -> float | None:
+def _label(cell: str | None, path: Path) -> float | None:
     """'' -> None (not mentioned); '1.0' / '0.0' / '-1.0' -> float."""
+    if cell is None:
+        raise DataError(f"{path}: a row has fewer cells than the header (label missing)")
     if cell.strip() == "":
         return None
     try:
@@ -40,15 +80,59 @@ def _label(cell: str, path: Path) -> float | None:
         raise DataError(f"{path}: bad label value {cell!r}") from e
 
 
-def _load_labels(path: Path) -> dict[str, dict[str, float | None]]:
-    """study_id -> {label: value} for the 14 CheXpert labels."""
-    table = {}
-    for row in _rows(path):
-        missing = [n for n in CHEXPERT_LABELS if n not in row]
-        if missing:
-            raise DataError(f"{path}: missing label columns {missing}")
-        table[row["study_id"]] = {n: _label(row[n], path) for n in CHEXPERT_LABELS}
-    return table
+def _open_db(folder: str) -> sqlite3.Connection:
+    # used by one generator only, which may be resumed from another thread than the first
+    db = sqlite3.connect(
+        Path(folder) / "tables.sqlite", isolation_level=None, check_same_thread=False
+    )
+    db.execute("PRAGMA journal_mode=OFF")
+    db.execute("PRAGMA synchronous=OFF")
+    db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+    db.execute("PRAGMA temp_store=FILE")  # CREATE INDEX sorts spill to disk, not to memory
+    db.execute("CREATE TABLE split (dicom_id TEXT, split TEXT)")
+    db.execute("CREATE TABLE labels (study_id TEXT, cells TEXT)")
+    return db
+
+
+def _load_split(db: sqlite3.Connection, path: Path) -> None:
+    """dicom_id -> split, streamed in; a repeated dicom_id keeps its last row (as a dict did)."""
+    db.execute("BEGIN")
+    db.executemany("INSERT INTO split VALUES (?, ?)", _table(path, ("dicom_id", "split")))
+    db.execute("COMMIT")
+    db.execute("CREATE INDEX split_key ON split (dicom_id, split)")  # covering
+
+
+def _load_labels(db: sqlite3.Connection, path: Path) -> None:
+    """study_id -> the 14 CheXpert cells (joined, validated here so that a bad value anywhere in
+    the table is a DataError before the first record, parsed again on lookup)."""
+    valid = set(_KNOWN_CELLS)
+
+    def rows() -> Iterator[tuple[str | None, str]]:
+        for study, *cells in _table(path, ("study_id", *CHEXPERT_LABELS), what="label columns"):
+            if not valid.issuperset(cells):
+                for cell in cells:
+                    if cell not in valid:
+                        _label(cell, path)  # DataError when it is not a number or blank
+                        valid.add(cell)  # type: ignore[arg-type]  # None raised above
+            yield study, _SEP.join(cells)  # type: ignore[arg-type]
+
+    db.execute("BEGIN")
+    db.executemany("INSERT INTO labels VALUES (?, ?)", rows())
+    db.execute("COMMIT")
+    db.execute("CREATE INDEX labels_key ON labels (study_id)")
+
+
+def _lookup(db: sqlite3.Connection, table: str, key: str, keys: Iterable[str]) -> dict[str, str]:
+    """key -> value for the given keys present in `table` (the last inserted row per key)."""
+    value = "split" if table == "split" else "cells"
+    keys = list(dict.fromkeys(keys))
+    found: dict[str, str] = {}
+    for i in range(0, len(keys), _IN_MAX):
+        part = keys[i : i + _IN_MAX]
+        marks = ",".join("?" * len(part))
+        sql = f"SELECT {key}, {value} FROM {table} WHERE {key} IN ({marks}) ORDER BY rowid"
+        found.update(db.execute(sql, part).fetchall())
+    return found
 
 
 def iter_mimic_cxr(
@@ -58,13 +142,16 @@ def iter_mimic_cxr(
     splits: Sequence[str] | None = None,
     labeler: str = "chexpert",
     skipped: list[tuple[str, str]] | None = None,
+    check_files: bool = True,
 ) -> Iterator[Record]:
     """One Record per image (dicom) in metadata order.
 
     views: ViewPosition values to keep (None: all); splits: "train" / "validate" / "test" to keep
     (None: all); labeler: "chexpert" or "negbio". Images whose JPEG, report or split entry is
     missing, or whose report is empty, are skipped and (dicom_id, reason) is appended to
-    `skipped` when given.
+    `skipped` when given. check_files=False enumerates from the tables alone (counting, planning):
+    no image or report is looked at, `image_path` is the expected path under the resolved root
+    and `report` is "".
     """
     root = Path(root)
     if labeler not in LABEL_CSVS:
@@ -75,47 +162,104 @@ def iter_mimic_cxr(
     for path in paths.values():
         if not path.is_file():
             raise DataError(f"MIMIC-CXR table not found: {path}")
-    split_of = {row["dicom_id"]: row["split"] for row in _rows(paths[SPLIT_CSV])}
-    labels = _load_labels(paths[LABEL_CSVS[labeler]])
+    with (
+        tempfile.TemporaryDirectory(prefix="medtrain-mimic-") as tmp,
+        closing(_open_db(tmp)) as db,
+    ):
+        _load_split(db, paths[SPLIT_CSV])
+        _load_labels(db, paths[LABEL_CSVS[labeler]])
+        yield from _records(db, root, paths[METADATA_CSV], views, splits, skipped, check_files)
+
+
+def _records(
+    db: sqlite3.Connection,
+    root: Path,
+    metadata: Path,
+    views: Sequence[str] | None,
+    splits: Sequence[str] | None,
+    skipped: list[tuple[str, str]] | None,
+    check_files: bool,
+) -> Iterator[Record]:
     keep_views = None if views is None else {v.upper() for v in views}
     keep_splits = None if splits is None else set(splits)
-    empty = dict.fromkeys(CHEXPERT_LABELS)
+    empty = (None,) * len(CHEXPERT_LABELS)
+    parsed: dict[str, tuple[float | None, ...]] = {}  # joined cells -> values (few distinct)
+    resolved = root.resolve()
+    rows = _table(metadata, ("dicom_id", "subject_id", "study_id"), optional=("ViewPosition",))
 
     def skip(dicom: str, reason: str) -> None:
         if skipped is not None:
             skipped.append((dicom, reason))
 
-    for row in _rows(paths[METADATA_CSV]):
-        dicom, subject, study = row["dicom_id"], row["subject_id"], row["study_id"]
-        view = row.get("ViewPosition", "") or ""
-        if keep_views is not None and view.upper() not in keep_views:
-            continue
-        split = split_of.get(dicom)
-        if split is None:
-            skip(dicom, "no entry in the split table")
-            continue
-        if keep_splits is not None and split not in keep_splits:
-            continue
-        folder = root / "files" / f"p{subject[:2]}" / f"p{subject}"
-        image = folder / f"s{study}" / f"{dicom}.jpg"
-        report = folder / f"s{study}.txt"
-        if not image.is_file():
-            skip(dicom, f"missing image {image}")
-            continue
-        if not report.is_file():
-            skip(dicom, f"missing report {report}")
-            continue
-        text = report.read_text(encoding="utf-8")
-        if not text.strip():
-            skip(dicom, f"empty report {report}")
-            continue
-        yield Record(
-            id=dicom,
-            image_path=image.resolve(),
-            report=text,
-            labels=dict(labels.get(study, empty)),
-            split=split,
-            study_id=study,
-            subject_id=subject,
-            view=view,
+    def values(cells: str | None) -> tuple[float | None, ...]:
+        if cells is None:
+            return empty
+        out = parsed.get(cells)
+        if out is None:
+            if len(parsed) >= 65536:  # bound the cache even for pathological label tables
+                parsed.clear()
+            out = parsed[cells] = tuple(  # validated when loaded
+                None if c.strip() == "" else float(c) for c in cells.split(_SEP)
+            )
+        return out
+
+    while batch := list(islice(rows, BATCH_ROWS)):
+        if keep_views is not None:
+            batch = [r for r in batch if (r[3] or "").upper() in keep_views]
+        split_of = _lookup(db, "split", "dicom_id", (r[0] for r in batch))
+        labels = _lookup(
+            db,
+            "labels",
+            "study_id",
+            (
+                r[2]
+                for r in batch
+                if (s := split_of.get(r[0])) is not None
+                and (keep_splits is None or s in keep_splits)
+            ),
         )
+        for dicom, subject, study, view in batch:
+            view = view or ""
+            split = split_of.get(dicom)
+            if split is None:
+                skip(dicom, "no entry in the split table")
+                continue
+            if keep_splits is not None and split not in keep_splits:
+                continue
+            label_values = dict(zip(CHEXPERT_LABELS, values(labels.get(study)), strict=True))
+            if not check_files:
+                image = resolved / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}"
+                yield Record(
+                    id=dicom,
+                    image_path=image / f"{dicom}.jpg",
+                    report="",
+                    labels=label_values,
+                    split=split,
+                    study_id=study,
+                    subject_id=subject,
+                    view=view,
+                )
+                continue
+            folder = root / "files" / f"p{subject[:2]}" / f"p{subject}"
+            image = folder / f"s{study}" / f"{dicom}.jpg"
+            report = folder / f"s{study}.txt"
+            if not image.is_file():
+                skip(dicom, f"missing image {image}")
+                continue
+            if not report.is_file():
+                skip(dicom, f"missing report {report}")
+                continue
+            text = report.read_text(encoding="utf-8")
+            if not text.strip():
+                skip(dicom, f"empty report {report}")
+                continue
+            yield Record(
+                id=dicom,
+                image_path=image.resolve(),
+                report=text,
+                labels=label_values,
+                split=split,
+                study_id=study,
+                subject_id=subject,
+                view=view,
+            )
