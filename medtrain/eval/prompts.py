@@ -35,9 +35,14 @@ FINDING_PROMPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("there is an opacity in the lung.", "airspace opacity."),
         ("no opacity.", "the lungs are clear."),
     ),
+    # "Absent" = abnormal findings in the words reports use (reports never say "an abnormality").
     "No Finding": (
         ("no acute cardiopulmonary process.", "the lungs are clear."),
-        ("there is an abnormality.", "acute cardiopulmonary process."),
+        (
+            "there is a pleural effusion.",
+            "focal consolidation is present.",
+            "the heart is enlarged.",
+        ),
     ),
     "Pleural Effusion": (
         ("there is a pleural effusion.", "pleural effusion."),
