@@ -51,12 +51,10 @@ _LONG_DIGITS = re.compile(r"\d{5,}")
 
 @dataclass(kw_only=True, slots=True)
 class TokenizerConfig:
-    """Where the tokenizer lives and how to train it."""
+    """Where a run's tokenizer lives (`medtrain tokenizer train --out DIR`). Training options are
+    that command's flags; the sequence length is model.text.max_length."""
 
     path: str = ""
-    vocab_size: int = 4096
-    min_frequency: int = 2
-    max_length: int = 256
 
 
 def is_marked_deidentified(path: str | Path) -> bool:

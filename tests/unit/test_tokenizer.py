@@ -13,7 +13,6 @@ from medtrain.data.errors import DataError
 from medtrain.data.tokenizer import (
     AUDIT_FILE,
     SPECIAL_TOKENS,
-    TokenizerConfig,
     audit_vocabulary,
     fertility,
     is_marked_deidentified,
@@ -61,7 +60,7 @@ def test_special_ids_fixed(trained: tuple[PreTrainedTokenizerFast, Path]) -> Non
     assert tok.sep_token_id == 3
     assert tok.mask_token_id == 4
     assert 5 in tok.all_special_ids
-    assert tok.model_max_length == TokenizerConfig().max_length
+    assert tok.model_max_length == 256  # train_tokenizer's default max_length
     assert 50 < len(tok) <= 300
 
 
