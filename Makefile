@@ -33,7 +33,7 @@ lint: setup
 
 # JIT-build the C++ contrastive-loss extension once (cached under ~/.cache/torch_extensions).
 ext: setup
-	CUDA_HOME=$${CUDA_HOME:-/usr/local/cuda} $(BIN)/python -c "from medtrain.kernels import _ext; assert _ext.load() is not None, _ext.load_error()"
+	CUDA_HOME=$${CUDA_HOME:-/usr/local/cuda} $(BIN)/python -c "from medtrain.kernels import native; assert native.load() is not None, native.load_error()"
 
 test: lint ext
 	CUDA_HOME=$${CUDA_HOME:-/usr/local/cuda} $(BIN)/python -m pytest -q tests

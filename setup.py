@@ -20,7 +20,7 @@ def native_extension() -> tuple[list, dict]:
         return [], {}
     cuda = None
     if os.environ.get("MEDTRAIN_BUILD_CUDA", "1") != "0":
-        from medtrain.kernels._ext import cuda_home  # light: torch + stdlib
+        from medtrain.kernels.native import cuda_home  # light: torch + stdlib
 
         cuda = cuda_home()
     if cuda is not None:  # before cpp_extension reads it (its own guess follows nvcc on PATH)

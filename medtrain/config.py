@@ -1,6 +1,6 @@
 """RunConfig: the component configs composed into one run, loaded from YAML presets.
 
-Each component owns its dataclass (VisionConfig in models/vision.py, TrainConfig in
+Each package owns its dataclasses in a light `config.py` (models/config.py, data/config.py,
 train/config.py, ...); this module only composes, loads and validates them. Unknown keys are errors
 that list the valid choices; CLI overrides use dotted paths: `--set train.lr=1e-4`.
 """
@@ -16,12 +16,10 @@ from typing import Any
 
 import yaml
 
-from medtrain.data.collate import MaskingConfig
-from medtrain.data.dataset import DataConfig
-from medtrain.data.tokenizer import TokenizerConfig
+from medtrain.data.config import DataConfig, MaskingConfig, TokenizerConfig
 from medtrain.eval.config import EvalConfig
-from medtrain.losses import LossConfig
-from medtrain.models.pretrain import ModelConfig
+from medtrain.losses.config import LossConfig
+from medtrain.models.config import ModelConfig
 from medtrain.train.config import TrainConfig
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -41,13 +39,6 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-
-    def validate(self) -> None:
-        try:
-            self.model.validate()
-            self.train.validate()
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -133,9 +124,7 @@ def load_config(preset: str = "tiny-cpu", overrides: list[str] | tuple[str, ...]
     values = yaml.safe_load(path.read_text()) or {}
     for item in overrides:
         values = _merge(values, parse_override(item))
-    cfg = _build(RunConfig, values)
-    cfg.validate()
-    return cfg
+    return _build(RunConfig, values)
 
 
 def dump_config(cfg: RunConfig, path: Path) -> None:

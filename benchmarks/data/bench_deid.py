@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import environment, time_cpu_fn, time_fn, write_results  # noqa: E402
 
 from medtrain.data.deid import KINDS, PhiScore, find_phi  # noqa: E402
-from medtrain.data.synth_text import (  # noqa: E402
+from medtrain.synth.text import (  # noqa: E402
     HELDOUT,
     STYLES,
     handwritten_reports,

@@ -32,7 +32,7 @@ from medtrain.data.images import (  # noqa: E402
     read_fitted,
 )
 from medtrain.data.lcn import gaussian_lcn  # noqa: E402
-from medtrain.data.phantom import draw_phantom  # noqa: E402
+from medtrain.synth.phantom import draw_phantom  # noqa: E402
 
 H, W = 3000, 2500
 LCN_CONFIGS = {

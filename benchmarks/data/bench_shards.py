@@ -34,8 +34,10 @@ from common import environment, time_fn, write_results  # noqa: E402
 
 from medtrain.data.images import ImageConfig, decode_png, encode_png  # noqa: E402
 from medtrain.data.records import Record  # noqa: E402
-from medtrain.data.shards import ShardConfig, prepare_shards, read_manifest  # noqa: E402
-from medtrain.data.stream import ShardStream, iter_tar_samples  # noqa: E402
+from medtrain.data.config import ShardConfig  # noqa: E402
+from medtrain.data.shards.manifest import read_manifest  # noqa: E402
+from medtrain.data.shards.write import prepare_shards  # noqa: E402
+from medtrain.data.shards.read import ShardStream, iter_tar_samples  # noqa: E402
 
 REPORT = (
     "FINDINGS: The lungs are clear without focal consolidation, effusion or pneumothorax. "
@@ -173,7 +175,7 @@ def bench_formats(env: dict) -> list[dict]:
 _GEN = """
 import csv, gzip, sys
 from pathlib import Path
-from medtrain.data.synth import LABEL_COLUMNS, METADATA_COLUMNS, SPLIT_COLUMNS
+from medtrain.synth.generate import LABEL_COLUMNS, METADATA_COLUMNS, SPLIT_COLUMNS
 n, out = int(sys.argv[1]), Path(sys.argv[2])
 out.mkdir(parents=True, exist_ok=True)
 def w(name):
@@ -205,7 +207,7 @@ _ENUM = (
     _HWM
     + """
 import json, sys, time
-from medtrain.data.shards import ShardConfig, prepare_shards
+from medtrain.data.shards.write import ShardConfig, prepare_shards
 t = time.perf_counter()
 s = prepare_shards(source="mimic-cxr-jpg", root=sys.argv[1], out="/nonexistent", split="train",
                    cfg=ShardConfig(shard_size=1000), dry_run=True)
@@ -221,7 +223,7 @@ _PLAN = (
 import json, sys, time
 from pathlib import Path
 from medtrain.data.records import Record
-from medtrain.data.shards import ShardConfig, plan_shards
+from medtrain.data.shards.write import ShardConfig, plan_shards
 n, report = int(sys.argv[1]), sys.argv[2]
 def stream():
     for i in range(n):
@@ -246,7 +248,7 @@ def bench_memory(rows_list: list[int], tmp: Path, env: dict) -> list[dict]:
     rows = []
     baseline = _py(
         _HWM
-        + "import json, medtrain.data.shards\nprint(json.dumps({'peak_rss_mb': peak_rss_mb()}))"
+        + "import json, medtrain.data.shards.write\nprint(json.dumps({'peak_rss_mb': peak_rss_mb()}))"
     )
     for n in rows_list:
         folder = tmp / f"mimic-{n}"

@@ -21,7 +21,7 @@ from common import environment, write_results  # noqa: E402
 
 from medtrain.data.deid import deidentified_training_text  # noqa: E402
 from medtrain.data.errors import DataError  # noqa: E402
-from medtrain.data.synth_text import general_text, labelled_reports  # noqa: E402
+from medtrain.synth.text import general_text, labelled_reports  # noqa: E402
 from medtrain.data.tokenizer import fertility, train_tokenizer  # noqa: E402
 
 

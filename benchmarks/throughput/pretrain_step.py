@@ -20,7 +20,7 @@ from common import environment, time_fn, write_results  # noqa: E402
 
 from medtrain.config import load_config  # noqa: E402
 from medtrain.losses import compute_losses  # noqa: E402
-from medtrain.models.pretrain import MedVLP  # noqa: E402
+from medtrain.models.medvlp import MedVLP  # noqa: E402
 
 
 def random_batch(b: int, size: int, length: int, vocab: int) -> dict[str, torch.Tensor]:

@@ -12,7 +12,7 @@ LAYOUTS = ("mimic-cxr-jpg", "openi", "r2gen", "dicom", "manifest")  # = synth.LA
 
 
 def _synth(args: argparse.Namespace) -> None:
-    from medtrain.data.synth import SynthConfig, generate
+    from medtrain.synth.generate import SynthConfig, generate
 
     try:
         cfg = SynthConfig(
@@ -60,7 +60,7 @@ def _add_deid_audit(data: argparse._SubParsersAction) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    from medtrain.data.shards import ShardConfig, prepare_shards
+    from medtrain.data.shards.write import ShardConfig, prepare_shards
 
     try:
         cfg = ShardConfig(

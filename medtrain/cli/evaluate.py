@@ -10,7 +10,7 @@ from pathlib import Path
 def _eval(args: argparse.Namespace) -> None:
     import torch
 
-    from medtrain.data.dataset import eval_dataset
+    from medtrain.data.pipeline import eval_dataset
     from medtrain.eval.runner import evaluate
     from medtrain.train.checkpoint import load_run
 

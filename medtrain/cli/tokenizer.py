@@ -74,7 +74,7 @@ def _corpus_file(path: Path, args: argparse.Namespace, names: set[str]) -> tuple
 
 
 def _baseline_texts(args: argparse.Namespace, n_chars: int) -> list[str]:
-    from medtrain.data.synth_text import general_text
+    from medtrain.synth.text import general_text
 
     if args.baseline_corpus:
         docs = []

@@ -9,30 +9,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from medtrain.data.config import MaskingConfig
 from medtrain.data.errors import DataError
 
 IGNORE_INDEX = -100
-
-
-@dataclass(kw_only=True, slots=True)
-class MaskingConfig:
-    """MLM masking: select `mlm_probability` of maskable tokens; of those replace
-    `mask_fraction` with [MASK], `random_fraction` with a random token, keep the rest."""
-
-    mlm_probability: float = 0.15
-    mask_fraction: float = 0.8
-    random_fraction: float = 0.1
-
-    def __post_init__(self) -> None:
-        for name in ("mlm_probability", "mask_fraction", "random_fraction"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"masking.{name} must be in [0, 1], got {value}")
-        if self.mask_fraction + self.random_fraction > 1.0:
-            raise ValueError(
-                "masking.mask_fraction + masking.random_fraction must be <= 1, got "
-                f"{self.mask_fraction} + {self.random_fraction}"
-            )
 
 
 def mask_tokens(

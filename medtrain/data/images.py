@@ -23,51 +23,13 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from medtrain.data.config import ImageConfig
 from medtrain.data.errors import DataError
 from medtrain.data.lcn import clahe, gaussian_lcn, gaussian_lcn_numpy
 
 _MODES = {"L": 255.0, "I;16": 65535.0, "I;16B": 65535.0, "I": 65535.0, "RGB": 255.0}
 _DICOM_SUFFIXES = (".dcm", ".dicom")
 _RASTER_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
-FITS = ("pad", "crop")
-LCNS = ("none", "clahe", "gaussian")
-LCN_DEVICES = ("worker", "gpu")
-
-
-@dataclass(kw_only=True, slots=True)
-class ImageConfig:
-    mean: float = 0.5  # applied after scaling to [0, 1] (lcn none / clahe)
-    std: float = 0.25
-    min_side: int = 64  # smaller inputs are rejected as not a radiograph
-    max_aspect: float = 3.0  # long side / short side
-    fit: str = "pad"  # pad: whole image, zero borders | crop: fill the square, cut the long side
-    lcn: str = "none"  # none | clahe | gaussian
-    lcn_device: str = "worker"  # where Gaussian LCN runs: worker (numpy) | gpu (batch_transform)
-    lcn_sigma: float = 8.0  # Gaussian window sigma in output pixels
-    lcn_eps: float = 0.01  # in [0, 1] intensity units; caps the gain in flat regions at 1/eps
-    clahe_clip: float = 2.0  # OpenCV clip limit
-    clahe_tiles: int = 8  # tiles per side
-    dicom_range: str = "full"  # DICOM without VOI: full (stored bit range) | minmax (image's own)
-
-    def __post_init__(self) -> None:
-        for name, value, valid in (
-            ("fit", self.fit, FITS),
-            ("lcn", self.lcn, LCNS),
-            ("lcn_device", self.lcn_device, LCN_DEVICES),
-            ("dicom_range", self.dicom_range, ("full", "minmax")),
-        ):
-            if value not in valid:
-                raise ValueError(f"image.{name} must be one of {list(valid)}, got {value!r}")
-        if self.lcn_device == "gpu" and self.lcn != "gaussian":
-            raise ValueError("image.lcn_device=gpu needs image.lcn=gaussian (CLAHE is CPU-only)")
-        if self.lcn_sigma <= 0 or self.lcn_eps <= 0 or self.std <= 0:
-            raise ValueError("image.lcn_sigma, image.lcn_eps and image.std must be > 0")
-        if self.clahe_clip <= 0 or self.clahe_tiles < 1:
-            raise ValueError("image.clahe_clip must be > 0 and image.clahe_tiles >= 1")
-
-    @property
-    def lcn_on_device(self) -> bool:
-        return self.lcn == "gaussian" and self.lcn_device == "gpu"
 
 
 # ----------------------------------------------------------------------------------- decode

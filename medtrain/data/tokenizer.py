@@ -38,6 +38,7 @@ from tokenizers import (
 from transformers import PreTrainedTokenizerFast
 
 from medtrain.data.deid import FIRST_NAMES, LAST_NAMES
+from medtrain.data.config import TokenizerConfig  # noqa: F401  (re-export)
 from medtrain.data.errors import DataError
 
 PAD, UNK, CLS, SEP, MASK, PHI = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[PHI]"
@@ -47,14 +48,6 @@ TOKENIZER_FILE = "tokenizer.json"
 AUDIT_FILE = "vocab_audit.json"
 DEID_MARKER = ".deid"
 _LONG_DIGITS = re.compile(r"\d{5,}")
-
-
-@dataclass(kw_only=True, slots=True)
-class TokenizerConfig:
-    """Where a run's tokenizer lives (`medtrain tokenizer train --out DIR`). Training options are
-    that command's flags; the sequence length is model.text.max_length."""
-
-    path: str = ""
 
 
 def is_marked_deidentified(path: str | Path) -> bool:

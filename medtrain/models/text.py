@@ -6,23 +6,12 @@ general-initialization ablation arm); nothing is downloaded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from torch import Tensor, nn
 from transformers import BertConfig, BertModel
 
-
-@dataclass(kw_only=True, slots=True)
-class TextConfig:
-    hidden_size: int = 768
-    num_layers: int = 12
-    num_heads: int = 12
-    intermediate_size: int = 3072
-    max_length: int = 256
-    dropout: float = 0.1
-    attn_impl: str = "sdpa"  # transformers attention: eager | sdpa
-    pretrained_path: str = ""  # local BertModel directory; its vocab must match the tokenizer
+from medtrain.models.config import TextConfig
 
 
 class TextTower(nn.Module):
@@ -30,8 +19,6 @@ class TextTower(nn.Module):
 
     def __init__(self, cfg: TextConfig, vocab_size: int, pad_token_id: int = 0) -> None:
         super().__init__()
-        if cfg.attn_impl not in ("eager", "sdpa"):
-            raise ValueError(f"text.attn_impl must be eager or sdpa, got {cfg.attn_impl!r}")
         if cfg.pretrained_path:
             path = Path(cfg.pretrained_path)
             if not (path / "config.json").is_file():

@@ -9,7 +9,6 @@ tables resized by timm's own filter when the window size differs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import timm
@@ -17,37 +16,7 @@ import torch
 from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
 from torch import Tensor, nn
 
-
-@dataclass(kw_only=True, slots=True)
-class VisionConfig:
-    model_name: str = ""  # timm swin name; "" builds from the explicit dims below
-    img_size: int = 512
-    in_chans: int = 1
-    patch_size: int = 4
-    embed_dim: int = 96
-    depths: tuple[int, ...] = (2, 2, 6, 2)
-    num_heads: tuple[int, ...] = (3, 6, 12, 24)
-    window_size: int = 8
-    drop_path_rate: float = 0.1
-    pretrained_path: str = ""  # local timm state dict; never downloaded
-
-    def validate(self) -> None:
-        if self.model_name and not self.model_name.startswith("swin"):
-            raise ValueError(
-                f"vision.model_name must be a timm Swin model, got {self.model_name!r}"
-            )
-        if self.img_size % self.patch_size:
-            raise ValueError(
-                f"vision.img_size {self.img_size} not divisible by patch_size {self.patch_size}"
-            )
-        res = self.img_size // self.patch_size
-        for stage in range(len(self.depths) if not self.model_name else 4):
-            r = res // (2**stage)
-            if r > self.window_size and r % self.window_size:
-                raise ValueError(
-                    f"vision.window_size {self.window_size} does not divide stage {stage} "
-                    f"resolution {r} (img_size {self.img_size}, patch {self.patch_size})"
-                )
+from medtrain.models.config import VisionConfig
 
 
 class VisionTower(nn.Module):
@@ -55,7 +24,6 @@ class VisionTower(nn.Module):
 
     def __init__(self, cfg: VisionConfig, norm: type[nn.Module] = nn.LayerNorm) -> None:
         super().__init__()
-        cfg.validate()
         common = dict(
             img_size=cfg.img_size,
             in_chans=cfg.in_chans,

@@ -8,7 +8,7 @@ import torch
 
 from medtrain.config import RunConfig, load_config
 from medtrain.data.tokenizer import load_tokenizer
-from medtrain.models.pretrain import MedVLP
+from medtrain.models.medvlp import MedVLP
 
 
 def latest_tag(ckpt_dir: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -30,7 +31,16 @@ class TrainConfig:
     eval_every: int = 0  # 0 = only at the end
     ckpt_every: int = 0  # 0 = only at the end
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
+        for name in ("lr", "eps", "weight_decay", "grad_clip", "min_lr_ratio", "warmup_fraction"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"train.{name} must be finite, got {getattr(self, name)}")
+        if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("train.lr and train.eps must be > 0, weight_decay and grad_clip >= 0")
+        if not all(0.0 <= b < 1.0 for b in self.betas) or len(self.betas) != 2:
+            raise ValueError(f"train.betas must be two values in [0, 1), got {self.betas}")
+        if self.log_every < 1 or self.eval_every < 0 or self.ckpt_every < 0:
+            raise ValueError("train.log_every must be >= 1, eval_every and ckpt_every >= 0")
         if self.steps < 1 or self.micro_batch_size < 1:
             raise ValueError("train.steps and train.micro_batch_size must be >= 1")
         if self.zero_stage not in (0, 1, 2, 3):

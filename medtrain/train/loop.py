@@ -20,13 +20,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from medtrain.config import ConfigError, RunConfig, dump_config
 from medtrain.data.collate import Collator
-from medtrain.data.dataset import eval_dataset
 from medtrain.data.images import ImageConfig, batch_transform
+from medtrain.data.pipeline import build_train_data, eval_dataset
 from medtrain.data.tokenizer import load_tokenizer
 from medtrain.eval.runner import evaluate
 from medtrain.losses import compute_losses
-from medtrain.models.pretrain import MedVLP, count_parameters
-from medtrain.train.data import build_train_data
+from medtrain.models.medvlp import MedVLP, count_parameters
 from medtrain.train.engine import build_engine, init_distributed
 from medtrain.train.metrics import MetricsLogger, peak_memory_gb
 

@@ -15,8 +15,8 @@ from PIL import Image
 
 from medtrain.data.images import ImageConfig
 from medtrain.data.records import Record
-from medtrain.data.shards import ShardConfig, prepare_shards
-from medtrain.data.stream import ShardLoader, ShardStream, merge_states
+from medtrain.data.shards.read import ShardLoader, ShardStream, merge_states
+from medtrain.data.shards.write import ShardConfig, prepare_shards
 
 N = 53  # samples; 9 shards of 6 and 5: uneven on purpose
 SEED, BUFFER, BATCH = 7, 4, 3

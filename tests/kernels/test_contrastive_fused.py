@@ -212,7 +212,7 @@ def test_import_is_lazy() -> None:
         """
         import sys
         import medtrain.losses
-        from medtrain.kernels import _ext
+        from medtrain.kernels import native
         assert "triton" not in sys.modules, "importing medtrain.losses imported triton"
         assert not _ext._done, "importing medtrain.losses loaded the extension"
         """
@@ -331,7 +331,7 @@ def test_peak_memory_is_not_b_by_B(n: int, dim: int, backward: bool, limit_mb: i
 
 @pytest.mark.slow
 def test_cuda_sources_compile_for_sm90(tmp_path: Path) -> None:
-    from medtrain.kernels._ext import CSRC, cuda_home
+    from medtrain.kernels.native import CSRC, cuda_home
 
     home = cuda_home()
     if home is None:

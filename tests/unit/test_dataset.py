@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from medtrain.data.dataset import DataConfig, PairDataset, ResumableSampler
 from medtrain.data.errors import DataError
-from medtrain.data.synth import SynthConfig, generate
+from medtrain.data.pipeline import DataConfig, PairDataset, ResumableSampler
+from medtrain.synth.generate import SynthConfig, generate
 
 
 @pytest.fixture(scope="module")

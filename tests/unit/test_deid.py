@@ -15,7 +15,7 @@ from medtrain.data.deid import (
     format_audit,
     name_words,
 )
-from medtrain.data.synth_text import handwritten_reports, labelled_reports
+from medtrain.synth.text import handwritten_reports, labelled_reports
 
 # (text, the PHI substrings that must be scrubbed, kind of the first one)
 POSITIVE = [

@@ -185,12 +185,12 @@ def test_dicom_bit_depths_without_voi(tmp_path, bits, signed):
 
 
 def test_dicom_decoding_matches_synthetic_export_truth(tmp_path):
-    """Cross-check against the synthetic hospital export (medtrain.data.synth, layout "dicom"):
+    """Cross-check against the synthetic hospital export (medtrain.synth.generate, layout "dicom"):
     its pixel_truth PNGs are what a correct decoder recovers, written by independent code."""
     import json
 
     from medtrain.data.images import read_dicom
-    from medtrain.data.synth import LAYOUTS, SynthConfig, generate
+    from medtrain.synth.generate import LAYOUTS, SynthConfig, generate
 
     if "dicom" not in LAYOUTS:
         pytest.skip("synthetic DICOM export layout not available")

@@ -5,8 +5,8 @@ from torch import nn
 
 from medtrain.models.fusion import FusionConfig
 from medtrain.models.heads import LogitScale
+from medtrain.models.medvlp import MedVLP, ModelConfig
 from medtrain.models.norm import layer_norm_cls, replace_layer_norms
-from medtrain.models.pretrain import MedVLP, ModelConfig
 from medtrain.models.text import TextConfig, TextTower
 from medtrain.models.vision import VisionConfig, VisionTower
 

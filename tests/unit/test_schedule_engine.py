@@ -38,7 +38,7 @@ def test_scheduler_drives_optimizer():
 
 
 def test_param_groups_exclude_norm_bias_and_logit_scale():
-    from medtrain.models.pretrain import MedVLP
+    from medtrain.models.medvlp import MedVLP
     from tests.unit.test_models import VOCAB, tiny_cfg
 
     model = MedVLP(tiny_cfg(), VOCAB)

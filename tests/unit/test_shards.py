@@ -8,21 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medtrain.data.config import ShardConfig
 from medtrain.data.errors import DataError
 from medtrain.data.images import ImageConfig
 from medtrain.data.records import Record
-from medtrain.data.shards import (
+from medtrain.data.shards.manifest import (
     MANIFEST,
     QUARANTINE,
     STATE_DIR,
-    ShardConfig,
-    plan_shards,
-    prepare_shards,
     read_manifest,
     verify_shards,
 )
-from medtrain.data.stream import ShardIndexDataset, ShardStream
-from medtrain.data.synth import SynthConfig, generate
+from medtrain.data.shards.read import ShardIndexDataset, ShardStream
+from medtrain.data.shards.write import plan_shards, prepare_shards
+from medtrain.synth.generate import SynthConfig, generate
 
 CFG = ShardConfig(shard_size=4, image_size=64, window_shards=2)
 
@@ -273,15 +272,15 @@ def test_prepare_cli_and_dry_run(mimic, tmp_path, capsys):
 
 
 def _raw_samples(shard_dir: Path) -> list[dict]:
-    from medtrain.data.stream import iter_tar_samples
+    from medtrain.data.shards.read import iter_tar_samples
 
     stats = {"corrupt": 0, "rejected": 0}
     return [s for p in sorted(shard_dir.glob("*.tar")) for s in iter_tar_samples(p, stats)]
 
 
 def test_stream_state_closes_epochs_with_empty_shards():
-    from medtrain.data.shards import Manifest
-    from medtrain.data.stream import StreamState
+    from medtrain.data.shards.manifest import Manifest
+    from medtrain.data.shards.read import StreamState
 
     shards = [
         {"name": f"s{i}.tar", "count": c, "bytes": 1, "sha256": "x"}

@@ -27,7 +27,7 @@ from medtrain.data.sources import (
 )
 from medtrain.data.sources.common import hash_split, pseudonym
 from medtrain.data.sources.openi import mesh_labels, openi_split
-from medtrain.data.synth import LAYOUTS, SynthConfig, generate
+from medtrain.synth.generate import LAYOUTS, SynthConfig, generate
 
 N = 30
 

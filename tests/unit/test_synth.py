@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from medtrain.data.labels import CHEXPERT_LABELS
-from medtrain.data.phantom import Finding, draw_phantom
-from medtrain.data.report_templates import FINDING_LABELS, FINDING_WORDS
-from medtrain.data.synth import LAYOUTS, METADATA_COLUMNS, SynthConfig, generate
-from medtrain.data.synth_dicom import VARIANTS
+from medtrain.synth.dicom import VARIANTS
+from medtrain.synth.generate import LAYOUTS, METADATA_COLUMNS, SynthConfig, generate
+from medtrain.synth.phantom import Finding, draw_phantom
+from medtrain.synth.reports import FINDING_LABELS, FINDING_WORDS
 
 N = 24
 LABEL_HEADER = ["subject_id", "study_id", *CHEXPERT_LABELS]
@@ -158,7 +158,7 @@ def test_phi_ground_truth_points_at_injected_strings(mimic):
 
 def test_hospital_reports_carry_raw_phi_and_distractors():
     """placeholder=None: no data set masks; names/dates/ages > 89 marked, ages <= 89 not."""
-    from medtrain.data.synth_text import labelled_reports
+    from medtrain.synth.text import labelled_reports
 
     data = labelled_reports(90, seed=4)
     hospital = [(t, s) for t, s, style in data if style == "hospital"]

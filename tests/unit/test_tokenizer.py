@@ -172,7 +172,7 @@ def test_cli_refuses_unmarked_corpus_and_reports_fertility(tmp_path, capsys) -> 
 
 def test_cli_reader_path_deidentifies(tmp_path, capsys) -> None:
     from medtrain.cli import main
-    from medtrain.data.synth import SynthConfig, generate
+    from medtrain.synth.generate import SynthConfig, generate
 
     root = tmp_path / "synth"
     generate(SynthConfig(layout="manifest", n=40, image_size=32, phi_fraction=1.0), root)

@@ -8,6 +8,8 @@ it could not use: missing file, unreadable header or XML, report without text).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 from medtrain.data.errors import DataError
 from medtrain.data.records import Record
@@ -36,9 +38,54 @@ def get_source(name: str) -> Callable[..., Iterator[Record]]:
         ) from None
 
 
+# Options of DataConfig that a reader takes (the only place that knows which reader takes what).
+READER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "mimic-cxr-jpg": ("views", "reports_root"),
+    "openi": ("images_root",),
+}
+
+
+def open_source(
+    name: str,
+    root: str | Path,
+    *,
+    splits: list[str] | None = None,
+    skipped: Any = None,
+    **options: Any,
+) -> Iterator[Record]:
+    """Records of source `name` under `root`: the one entry point the pipeline, the shard writer,
+    the tokenizer trainer and evaluation use. `options` are DataConfig fields (views,
+    reports_root, images_root); each reader receives the ones it takes (READER_OPTIONS), empty
+    values meaning the reader's default."""
+    reader = get_source(name)
+    takes = READER_OPTIONS.get(name, ())
+    kwargs: dict[str, Any] = {}
+    for key, value in options.items():
+        if key == "views":  # a MIMIC filter; () keeps every view; other readers have no views
+            if key in takes:
+                kwargs[key] = list(value) or None
+        elif value and key not in takes:
+            raise DataError(f"data.{key} is not used by source {name!r} (set it to '')")
+        elif value:
+            kwargs[key] = value
+    return reader(Path(root), splits=splits, skipped=skipped, **kwargs)
+
+
+def source_options(data_cfg: Any) -> dict[str, Any]:
+    """The reader options held by a DataConfig (views, reports_root, images_root)."""
+    return {
+        "views": tuple(data_cfg.views),
+        "reports_root": data_cfg.reports_root,
+        "images_root": data_cfg.images_root,
+    }
+
+
 __all__ = [
+    "READER_OPTIONS",
     "SOURCES",
     "get_source",
+    "open_source",
+    "source_options",
     "iter_dicom",
     "iter_manifest",
     "iter_mimic_cxr",

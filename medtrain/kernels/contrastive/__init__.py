@@ -37,11 +37,11 @@ def get_backend(name: str, **options) -> TileBackend:
 def unavailable_reason(name: str, device_type: str) -> str | None:
     """None if backend `name` can run on `device_type` here, else why not (loads it to check)."""
     if name == "cpp":
-        from medtrain.kernels import _ext
+        from medtrain.kernels import native
 
-        ext = _ext.load(warn=False)
+        ext = native.load(warn=False)
         if ext is None:
-            return f"native extension unavailable: {_ext.load_error()}"
+            return f"native extension unavailable: {native.load_error()}"
         if device_type == "cuda" and not ext.with_cuda:
             return "native extension built without CUDA"
         return None if device_type in ("cpu", "cuda") else f"no kernels for {device_type}"

@@ -6,13 +6,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from medtrain.kernels import _ext
+from medtrain.kernels import native
 
 
 def ops():
     """torch.ops.medtrain with the extension loaded; RuntimeError with the reason otherwise."""
-    if _ext.load(warn=False) is None:
-        raise RuntimeError(f"medtrain native extension unavailable: {_ext.load_error()}")
+    if native.load(warn=False) is None:
+        raise RuntimeError(f"medtrain native extension unavailable: {native.load_error()}")
     return torch.ops.medtrain
 
 

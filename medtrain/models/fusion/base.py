@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-
-@dataclass(kw_only=True, slots=True)
-class FusionConfig:
-    name: str = "cross"  # none | cross | coattn | merged
-    num_layers: int = 2
-    num_heads: int = 4
-    mlp_ratio: float = 4.0
-    dropout: float = 0.0
-    attn_impl: str = "sdpa"  # eager | sdpa | triton | auto (triton on CUDA, else sdpa)
+from medtrain.models.config import FusionConfig
 
 
 class FusionOutput(NamedTuple):  # a tuple, so ZeRO-3's module output hooks can walk it

@@ -1,56 +1,35 @@
-"""Data configuration, and the in-memory records path: a map-style dataset + resumable sampler.
+"""The training and evaluation data pipeline: records or shards, chosen once.
 
 `data.format=records` indexes a source reader's records in RAM (the synthetic demo, Open-I,
-fine-tuning sets). `data.format=shards` streams tar shards written by `medtrain data prepare`
-(shards.py, stream.py) for ~10M pairs.
+fine-tuning sets): `PairDataset` + `ResumableSampler`, position (epoch, micro-batches consumed)
+per rank, so a resume needs the same world size. `data.format=shards` streams tar shards written
+by `medtrain data prepare` (data/shards/read.py); its state is world-size-free, so a run may
+resume on a different number of ranks (ZeRO-0 checkpoints; ZeRO-1/2/3 ones need DeepSpeed's
+universal-checkpoint conversion for that). The loop only sees batches, `state()` and `restore()`.
 """
 
 from __future__ import annotations
-
 import dataclasses
 import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
 import torch
 from torch.utils.data import Dataset, Sampler
-
+from medtrain.data.config import DataConfig
 from medtrain.data.errors import DataError
 from medtrain.data.images import ImageConfig, load_image
 from medtrain.data.labels import CHEXPERT_LABELS
 from medtrain.data.records import Record
 from medtrain.data.reports import training_text
 from medtrain.data.sources import get_source
+from collections.abc import Callable, Iterator
+from typing import Any
+from torch.utils.data import DataLoader
+from medtrain.data.shards.read import ShardLoader, ShardStream, merge_states
 
-FORMATS = ("records", "shards")
 log = logging.getLogger(__name__)
-
-
-@dataclass(kw_only=True, slots=True)
-class DataConfig:
-    source: str = "mimic-cxr-jpg"  # reader name, see medtrain.data.sources.SOURCES
-    root: str = "data/synth-mimic"
-    views: tuple[str, ...] = ("PA", "AP")  # MIMIC ViewPosition filter; () keeps all views
-    train_split: str = "train"
-    eval_split: str = "validate"
-    max_eval_samples: int = 512
-    num_workers: int = 2
-    on_bad_image: str = "skip"  # skip (log and substitute another sample) | error
-    image: ImageConfig = field(default_factory=ImageConfig)
-    format: str = "records"  # records: index data.root in RAM | shards: stream data.shards
-    shards: str = ""  # train shard directory (`medtrain data prepare --out DIR`)
-    eval_shards: str = ""  # evaluate from this shard directory instead of data.root's eval split
-    shuffle_buffer: int = 256  # within-shard shuffle buffer of the streaming loader (samples)
-
-    def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"data.format must be one of {list(FORMATS)}, got {self.format!r}")
-        if self.format == "shards" and not self.shards:
-            raise ValueError("data.format=shards needs data.shards=DIR (a prepared shard dir)")
-        if self.shuffle_buffer < 1:
-            raise ValueError(f"data.shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
 
 
 def load_records(cfg: DataConfig, split: str) -> tuple[list[Record], list[str], list[tuple]]:
@@ -133,7 +112,7 @@ def eval_dataset(cfg: DataConfig, image_size: int) -> Dataset:
     image = dataclasses.replace(cfg.image, lcn_device="worker")
     eval_cfg = dataclasses.replace(cfg, image=image)
     if cfg.eval_shards:
-        from medtrain.data.stream import ShardIndexDataset
+        from medtrain.data.shards.read import ShardIndexDataset
 
         return ShardIndexDataset(
             cfg.eval_shards, image_size=image_size, image=image, limit=cfg.max_eval_samples
@@ -171,3 +150,124 @@ class ResumableSampler(Sampler[int]):
         used = perm[: self.batches_per_epoch * self.batch_size * self.world]
         mine = used[self.rank :: self.world]
         return iter(mine[self.start_batch * self.batch_size :].tolist())
+
+
+class RecordsData:
+    def __init__(
+        self,
+        cfg: DataConfig,
+        *,
+        image_size: int,
+        batch_size: int,
+        rank: int,
+        world: int,
+        seed: int,
+        collator: Callable,
+    ) -> None:
+        self.dataset = PairDataset(cfg, cfg.train_split, image_size)
+        self.sampler = ResumableSampler(
+            len(self.dataset), batch_size=batch_size, rank=rank, world=world, seed=seed
+        )
+        self.collator, self.workers, self.rank = collator, cfg.num_workers, rank
+        self.epoch, self.micro = 0, 0  # this rank's position: micro-batches consumed in epoch
+        self.n_train = len(self.dataset)
+
+    def restore(self, client: dict[str, Any]) -> None:
+        if "data" not in client:
+            raise DataError("checkpoint holds no records-loader position (trained from shards?)")
+        if str(self.rank) not in client["data"]:
+            raise DataError(
+                f"checkpoint was written by {client.get('world_size')} ranks; data.format=records "
+                "resumes on the same number of ranks (data.format=shards resumes on any)"
+            )
+        pos = client["data"][str(self.rank)]
+        self.epoch, self.micro = pos["epoch"], pos["micro"]
+
+    def state(self, world: int) -> dict[str, Any]:
+        """Collective: every rank's position, for the checkpoint's client state."""
+        gathered: list[Any] = [None] * world
+        torch.distributed.all_gather_object(gathered, {"epoch": self.epoch, "micro": self.micro})
+        return {"data": {str(r): p for r, p in enumerate(gathered)}}
+
+    def scalars(self) -> dict[str, float]:
+        return {"data/epoch": float(self.epoch)}
+
+    def batches(self) -> Iterator[dict[str, Any]]:
+        """Endless micro-batches across epochs, advancing the position as they are consumed."""
+        while True:
+            self.sampler.set_position(self.epoch, self.micro)
+            loader = DataLoader(
+                self.dataset,
+                batch_size=self.sampler.batch_size,
+                sampler=self.sampler,
+                collate_fn=self.collator,
+                num_workers=self.workers,
+                drop_last=True,
+                pin_memory=torch.cuda.is_available(),
+            )
+            for batch in loader:
+                self.micro += 1
+                yield batch
+            self.epoch, self.micro = self.epoch + 1, 0
+
+
+class ShardsData:
+    def __init__(
+        self,
+        cfg: DataConfig,
+        *,
+        image_size: int,
+        batch_size: int,
+        rank: int,
+        world: int,
+        seed: int,
+        collator: Callable,
+    ) -> None:
+        self.cfg, self.image_size, self.batch_size = cfg, image_size, batch_size
+        self.rank, self.world, self.seed, self.collator = rank, world, seed, collator
+        self.saved: dict[str, Any] | None = None
+        self.loader: ShardLoader | None = None
+        self.n_train = self._stream().samples_per_epoch
+
+    def _stream(self) -> ShardStream:
+        return ShardStream(
+            self.cfg.shards,
+            image_size=self.image_size,
+            image=self.cfg.image,
+            seed=self.seed,
+            rank=self.rank,
+            world=self.world,
+            buffer=self.cfg.shuffle_buffer,
+            state=self.saved,
+        )
+
+    def restore(self, client: dict[str, Any]) -> None:
+        if "stream" not in client:
+            raise DataError("checkpoint holds no streaming-loader state (not trained from shards)")
+        self.saved = client["stream"]
+
+    def state(self, world: int) -> dict[str, Any]:
+        gathered: list[Any] = [None] * world
+        torch.distributed.all_gather_object(gathered, self.loader.state_dict())
+        return {"stream": merge_states(gathered)}
+
+    def scalars(self) -> dict[str, float]:
+        counters = self.loader.state.counters  # this rank's skipped shard members so far
+        return {
+            "data/corrupt": float(counters["corrupt"] + counters["rejected"]),
+            "data/epoch": float(self.loader.state.epoch),
+        }
+
+    def batches(self) -> Iterator[dict[str, Any]]:
+        self.loader = ShardLoader(
+            self._stream(),
+            batch_size=self.batch_size,
+            collate_fn=self.collator,
+            num_workers=self.cfg.num_workers,
+            pin_memory=torch.cuda.is_available(),
+        )
+        return iter(self.loader)  # endless
+
+
+def build_train_data(cfg: DataConfig, **kwargs: Any) -> RecordsData | ShardsData:
+    return (RecordsData if cfg.format == "records" else ShardsData)(cfg, **kwargs)

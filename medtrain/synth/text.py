@@ -15,9 +15,9 @@ import re
 
 import numpy as np
 
-from medtrain.data.report_templates import mimic_text, render_report, strip_phi_markers
 from medtrain.data.reports import assemble_sections
-from medtrain.data.synth import sample_findings
+from medtrain.synth.generate import sample_findings
+from medtrain.synth.reports import mimic_text, render_report, strip_phi_markers
 
 STYLES = ("mimic", "openi", "hospital")
 Spans = list[tuple[int, int, str]]

@@ -27,7 +27,6 @@ a shard whose writer died (its temp file is removed).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -45,52 +44,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medtrain.data.config import ShardConfig
 from medtrain.data.errors import DataError
+from medtrain.data.shards.manifest import FORMAT_VERSION, MANIFEST, QUARANTINE, STATE_DIR
 from medtrain.data.records import Record
 from medtrain.data.reports import training_text
 
 if TYPE_CHECKING:
-    from medtrain.data.images import ImageConfig
+    from medtrain.data.config import ImageConfig
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-QUARANTINE = "quarantine.jsonl"
-STATE_DIR = ".state"
-FORMAT_VERSION = 1
-
-
-@dataclass(kw_only=True, slots=True)
-class ShardConfig:
-    shard_size: int = 1000  # samples per shard (before quarantine)
-    image_size: int = 512
-    fit: str = "pad"  # pad | crop, see ImageConfig.fit
-    workers: int = 1  # writer processes; 1 writes in this process
-    window_shards: int = 16  # records are shuffled within windows of this many shards
-    seed: int = 0
-    png_level: int = 1  # zlib level 0-9: 1 is ~3x faster to write than 6 and ~10% larger
-    min_side: int = 64
-    max_aspect: float = 3.0
-
-    def __post_init__(self) -> None:
-        if self.shard_size < 1 or self.image_size < 8 or self.workers < 1:
-            raise ValueError("shard_size >= 1, image_size >= 8 and workers >= 1 are required")
-        if self.window_shards < 1 or not 0 <= self.png_level <= 9:
-            raise ValueError("window_shards must be >= 1 and png_level in 0..9")
-        if self.fit not in ("pad", "crop"):
-            raise ValueError(f"fit must be pad or crop, got {self.fit!r}")
-
-    def image_config(self) -> ImageConfig:
-        # Imported here: the enumerating main process never loads torch / OpenCV.
-        from medtrain.data.images import ImageConfig
-
-        return ImageConfig(fit=self.fit, min_side=self.min_side, max_aspect=self.max_aspect)
-
-    def identity(self) -> dict[str, Any]:
-        """The fields that decide shard contents (a re-run must match them)."""
-        d = dataclasses.asdict(self)
-        d.pop("workers")
-        return d
 
 
 @dataclass(kw_only=True, slots=True)
@@ -433,61 +397,3 @@ def _write_quarantine(out: Path, names: list[str]) -> int:
                 n += 1
     os.replace(tmp, out / QUARANTINE)
     return n
-
-
-# ------------------------------------------------------------------------------- manifest
-
-
-@dataclass(kw_only=True, slots=True)
-class Manifest:
-    root: Path
-    shards: list[dict[str, Any]]  # name, count, bytes, sha256
-    config: dict[str, Any]
-
-    @property
-    def total(self) -> int:
-        return sum(s["count"] for s in self.shards)
-
-    def fingerprint(self) -> str:
-        """Identifies the shard set (names + counts + hashes): a checkpoint's loader position
-        is only meaningful on the same set."""
-        h = hashlib.sha256()
-        for s in self.shards:
-            h.update(f"{s['name']}:{s['count']}:{s['sha256']};".encode())
-        return h.hexdigest()[:16]
-
-
-def read_manifest(shard_dir: str | Path) -> Manifest:
-    root = Path(shard_dir)
-    path = root / MANIFEST
-    if not path.is_file():
-        raise DataError(
-            f"{path} not found: write shards with `medtrain data prepare --out {root} ...`"
-        )
-    try:
-        m = json.loads(path.read_text())
-        shards = [{k: s[k] for k in ("name", "count", "bytes", "sha256")} for s in m["shards"]]
-    except (ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{path}: malformed shard manifest ({e})") from None
-    for s in shards:
-        if Path(s["name"]).name != s["name"] or not s["name"].endswith(".tar"):
-            raise DataError(f"{path}: bad shard name {s['name']!r} (plain *.tar names only)")
-    return Manifest(root=root, shards=shards, config=m.get("config", {}))
-
-
-def verify_shards(shard_dir: str | Path) -> list[str]:
-    """Shards whose size or sha256 differs from the manifest (empty list: all good)."""
-    m = read_manifest(shard_dir)
-    bad = []
-    for s in m.shards:
-        path = m.root / s["name"]
-        if not path.is_file() or path.stat().st_size != s["bytes"]:
-            bad.append(s["name"])
-            continue
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda f=f: f.read(1 << 20), b""):
-                h.update(block)
-        if h.hexdigest() != s["sha256"]:
-            bad.append(s["name"])
-    return bad

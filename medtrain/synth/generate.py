@@ -28,7 +28,6 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +35,18 @@ import numpy as np
 from PIL import Image
 
 from medtrain.data.labels import CHEXPERT_LABELS, POSITIVE, UNCERTAIN
-from medtrain.data.phantom import FINDING_KINDS, Finding, draw_phantom
-from medtrain.data.report_templates import (
+from medtrain.data.reports import assemble_sections
+from medtrain.data.sources.common import pseudonym
+from medtrain.synth.config import LAYOUTS, SynthConfig  # noqa: F401
+from medtrain.synth.dicom import VARIANTS, uid, write_dicom
+from medtrain.synth.phantom import FINDING_KINDS, Finding, draw_phantom
+from medtrain.synth.reports import (
     RenderedReport,
     mimic_text,
     render_report,
     strip_phi_markers,
 )
-from medtrain.data.reports import assemble_sections
-from medtrain.data.sources.common import pseudonym
-from medtrain.data.synth_dicom import VARIANTS, uid, write_dicom
 
-LAYOUTS = ("mimic-cxr-jpg", "openi", "r2gen", "dicom", "manifest")
-MANIFEST_FORMATS = ("jsonl", "csv")
 PREVALENCE = {  # independent per finding kind
     "consolidation": 0.15,
     "effusion": 0.18,
@@ -82,32 +80,6 @@ _MESH_DEVICE = {
     "cvc": "Catheters, Indwelling",
     "pacemaker": "Pacemaker, Artificial",
 }
-
-
-@dataclass(kw_only=True, slots=True)
-class SynthConfig:
-    layout: str = "mimic-cxr-jpg"  # one of LAYOUTS
-    n: int = 1000  # number of frontal images (one per study/report)
-    seed: int = 0
-    image_size: int = 512  # square output side in pixels
-    phi_fraction: float = 0.2  # fraction of reports with injected PHI sentences
-    lateral_fraction: float = 0.0  # not Open-I: extra LATERAL image for this fraction of studies
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train/validate/test, by subject
-    manifest_format: str = "jsonl"  # layout "manifest": "jsonl" or "csv"
-
-    def __post_init__(self) -> None:
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
-        if self.n < 1 or self.image_size < 32:
-            raise ValueError(f"need n >= 1 and image_size >= 32, got {self.n}, {self.image_size}")
-        for name in ("phi_fraction", "lateral_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.manifest_format not in MANIFEST_FORMATS:
-            raise ValueError(f"manifest_format must be one of {MANIFEST_FORMATS}")
-        fr = self.split_fractions
-        if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1.0) > 1e-6:
-            raise ValueError(f"split_fractions must be 3 non-negative values summing to 1: {fr}")
 
 
 def sample_findings(rng: np.random.Generator) -> list[Finding]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
 from medtrain.kernels.contrastive.reference import contrastive_loss_reference
+from medtrain.losses.config import LossConfig
 
 ContrastiveFn = Callable[..., Tensor]
 
@@ -115,24 +115,6 @@ def mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
     total = F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
     count = (labels != -100).sum().clamp_min(1)
     return total / count
-
-
-@dataclass(kw_only=True, slots=True)
-class LossConfig:
-    """Weights of the loss terms and the contrastive implementation."""
-
-    contrastive_weight: float = 1.0
-    mlm_weight: float = 1.0
-    contrastive_impl: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.contrastive_weight < 0 or self.mlm_weight < 0:
-            raise ValueError(
-                "loss weights must be >= 0, got "
-                f"contrastive_weight={self.contrastive_weight}, mlm_weight={self.mlm_weight}"
-            )
-        if self.contrastive_weight == 0 and self.mlm_weight == 0:
-            raise ValueError("at least one of loss.contrastive_weight, loss.mlm_weight must be > 0")
 
 
 def compute_losses(

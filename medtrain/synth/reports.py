@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medtrain.data.labels import CHEXPERT_LABELS, NEGATIVE, POSITIVE, UNCERTAIN
-from medtrain.data.phantom import Finding
+from medtrain.synth.phantom import Finding
 
 # Labels each finding kind asserts (hedged findings assert them as -1.0).
 FINDING_LABELS: dict[str, tuple[str, ...]] = {

@@ -2,53 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from torch import Tensor, nn
 
-from medtrain.models.attention import ATTENTION_IMPLS
-from medtrain.models.fusion import FUSIONS, FusionConfig, build_fusion
+from medtrain.models.config import ModelConfig
+from medtrain.models.fusion import build_fusion
 from medtrain.models.fusion.layers import lengths_from_mask
 from medtrain.models.heads import LogitScale, MLMHead, Projection
 from medtrain.models.norm import layer_norm_cls, replace_layer_norms
-from medtrain.models.text import TextConfig, TextTower
-from medtrain.models.vision import VisionConfig, VisionTower
-
-
-@dataclass(kw_only=True, slots=True)
-class ModelConfig:
-    vision: VisionConfig = field(default_factory=VisionConfig)
-    text: TextConfig = field(default_factory=TextConfig)
-    fusion: FusionConfig = field(default_factory=FusionConfig)
-    embed_dim: int = 512
-    mlm_on: str = "fused"  # fused: MLM reads fused text states | text: the text tower alone
-    init_logit_scale: float = 1 / 0.07
-    max_logit_scale: float = 100.0
-    use_apex_layernorm: bool = False  # NVIDIA apex FusedLayerNorm where importable
-
-    def validate(self) -> None:
-        if self.mlm_on not in ("fused", "text"):
-            raise ValueError(f"model.mlm_on must be 'fused' or 'text', got {self.mlm_on!r}")
-        if self.fusion.name not in FUSIONS:
-            raise ValueError(
-                f"unknown fusion strategy {self.fusion.name!r}; valid: {sorted(FUSIONS)}"
-            )
-        if self.fusion.attn_impl not in ATTENTION_IMPLS:
-            raise ValueError(
-                f"unknown attention implementation {self.fusion.attn_impl!r}; "
-                f"valid: {sorted(ATTENTION_IMPLS)}"
-            )
-        if self.text.attn_impl not in ("eager", "sdpa"):
-            raise ValueError(
-                f"model.text.attn_impl must be eager or sdpa, got {self.text.attn_impl!r}"
-            )
-        self.vision.validate()
+from medtrain.models.text import TextTower
+from medtrain.models.vision import VisionTower
 
 
 class MedVLP(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab_size: int, pad_token_id: int = 0) -> None:
         super().__init__()
-        cfg.validate()
         self.cfg = cfg
         norm = layer_norm_cls(cfg.use_apex_layernorm)
         self.vision = VisionTower(cfg.vision, norm)

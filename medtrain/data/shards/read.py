@@ -38,9 +38,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from medtrain.data.errors import DataError
-from medtrain.data.images import ImageConfig, decode_png
+from medtrain.data.config import ImageConfig
+from medtrain.data.images import decode_png
 from medtrain.data.labels import CHEXPERT_LABELS
-from medtrain.data.shards import Manifest, read_manifest
+from medtrain.data.shards.manifest import Manifest, read_manifest
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
