@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-LAYOUTS = ("mimic-cxr-jpg", "openi", "r2gen", "dicom", "manifest")
+from medtrain.synth.layouts import LAYOUT_MODULES
+
+LAYOUTS = tuple(LAYOUT_MODULES)  # one per module in synth/layouts/
 MANIFEST_FORMATS = ("jsonl", "csv")
 
 

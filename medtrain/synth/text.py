@@ -16,8 +16,9 @@ import re
 import numpy as np
 
 from medtrain.data.reports import assemble_sections
-from medtrain.synth.generate import sample_findings
-from medtrain.synth.reports import mimic_text, render_report, strip_phi_markers
+from medtrain.synth.phi import strip_phi_markers
+from medtrain.synth.reports import mimic_text, render_report
+from medtrain.synth.study import sample_findings
 
 STYLES = ("mimic", "openi", "hospital")
 Spans = list[tuple[int, int, str]]

@@ -1,9 +1,11 @@
-"""Synthetic data: determinism, real layouts, label/report agreement, drawn findings, PHI truth."""
+"""Synthetic data: determinism, real layouts, label/report agreement, drawn findings, PHI truth,
+and every layout writing the records of the one per-study generator."""
 
 from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -14,10 +16,14 @@ import pytest
 from PIL import Image
 
 from medtrain.data.labels import CHEXPERT_LABELS
+from medtrain.synth.config import LAYOUTS, SynthConfig
 from medtrain.synth.dicom import VARIANTS
-from medtrain.synth.generate import LAYOUTS, METADATA_COLUMNS, SynthConfig, generate
+from medtrain.synth.generate import generate
+from medtrain.synth.layouts import LAYOUT_MODULES, layout_writer
+from medtrain.synth.layouts.mimic_cxr import METADATA_COLUMNS
 from medtrain.synth.phantom import Finding, draw_phantom
 from medtrain.synth.reports import FINDING_LABELS, FINDING_WORDS
+from medtrain.synth.study import Study, StudyStyle, make_study
 
 N = 24
 LABEL_HEADER = ["subject_id", "study_id", *CHEXPERT_LABELS]
@@ -45,9 +51,37 @@ def openi(tmp_path_factory) -> tuple[Path, dict]:
     return out, generate(SynthConfig(layout="openi", n=12, image_size=64, seed=3), out)
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_same_seed_identical_bytes_different_seed_differs(tmp_path, layout):
+def _text_digest(tree: dict[str, bytes]) -> str:
+    """Digest of the text files (gzip CSVs decompressed): reports, CSVs, JSON, XML, truth."""
+    h = hashlib.sha256()
+    for name in sorted(tree):
+        if name.endswith((".txt", ".json", ".jsonl", ".csv", ".xml")):
+            data = tree[name]
+        elif name.endswith(".csv.gz"):
+            data = gzip.decompress(tree[name])
+        else:
+            continue
+        h.update(name.encode() + b"\0" + data + b"\0")
+    return h.hexdigest()[:16]
+
+
+# Text output of the configuration below, recorded before the move to study.py + layouts/ and
+# unchanged by it. A change here changes every synthetic data set (and the README figures made
+# from them): if intended, record the new digests and say so in the change.
+GOLDEN_TEXT = {
+    ("mimic-cxr-jpg", "jsonl"): "be6216511f9d4dcc",
+    ("openi", "jsonl"): "3bc5c1635002adba",
+    ("r2gen", "jsonl"): "209be16751ccbb99",
+    ("dicom", "jsonl"): "7b75492258f3cf4c",
+    ("manifest", "jsonl"): "74f34d7d648bab1c",
+    ("manifest", "csv"): "c1d92c84cd3a1654",
+}
+
+
+@pytest.mark.parametrize("layout,fmt", list(GOLDEN_TEXT))
+def test_same_seed_identical_bytes_different_seed_differs(tmp_path, layout, fmt):
     cfg = dict(layout=layout, n=8, image_size=64, lateral_fraction=0.5, phi_fraction=0.5)
+    cfg |= dict(manifest_format=fmt)
     a = _tree(Path(generate(SynthConfig(**cfg, seed=1), tmp_path / "a")["path"]))
     b = _tree(Path(generate(SynthConfig(**cfg, seed=1), tmp_path / "b")["path"]))
     c = _tree(Path(generate(SynthConfig(**cfg, seed=2), tmp_path / "c")["path"]))
@@ -56,6 +90,132 @@ def test_same_seed_identical_bytes_different_seed_differs(tmp_path, layout):
     images_a = sorted(v for k, v in a.items() if k.endswith((".jpg", ".png", ".dcm")))
     images_c = sorted(v for k, v in c.items() if k.endswith((".jpg", ".png", ".dcm")))
     assert images_a != images_c
+    assert _text_digest(a) == GOLDEN_TEXT[layout, fmt]
+
+
+def test_golden_cases_cover_every_layout():
+    assert {layout for layout, _ in GOLDEN_TEXT} == set(LAYOUTS)
+
+
+def test_layout_registry():
+    assert tuple(LAYOUT_MODULES) == LAYOUTS
+    for name in LAYOUTS:
+        writer = layout_writer(name)
+        assert isinstance(writer.style, StudyStyle) and isinstance(writer.splits, bool)
+        assert callable(writer.add) and callable(writer.finish)
+    with pytest.raises(ValueError, match="valid"):
+        layout_writer("chexpert")
+
+
+def _stored(layout: str, out: Path) -> list[dict]:
+    """Per study, in generation order, what `layout` stored: report text (or Open-I sections),
+    labels and split where the layout keeps them, image pixels (PNG layouts), PHI spans."""
+    truth = [json.loads(x) for x in (out / "phi_ground_truth.jsonl").read_text().splitlines()]
+
+    def png(path: str | Path) -> np.ndarray:
+        return np.asarray(Image.open(out / path))
+
+    if layout == "manifest":
+        rows = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    if layout == "r2gen":
+        entries = [e for v in json.loads((out / "annotation.json").read_text()).values() for e in v]
+        by_id = {e["id"]: e for e in entries}
+    if layout == "dicom":
+        with open(out / "reports.csv", newline="") as f:
+            by_accession = {r["AccessionNumber"]: r["report"] for r in csv.DictReader(f)}
+    if layout == "mimic-cxr-jpg":
+        labels = {r["study_id"]: r for r in _csv(out / "mimic-cxr-2.0.0-chexpert.csv.gz")}
+    stored = []
+    for i, gt in enumerate(truth):
+        got: dict = {"spans": [tuple(s) for s in gt["spans"]]}
+        if layout == "mimic-cxr-jpg":
+            got["text"] = (out / gt["path"]).read_text()
+            row = labels[gt["report_id"]]
+            got["labels"] = {n: float(row[n]) if row[n] else None for n in CHEXPERT_LABELS}
+        elif layout == "openi":
+            root = ET.parse(out / gt["path"]).getroot()
+            texts = root.iterfind("MedlineCitation/Article/Abstract/AbstractText")
+            got["sections"] = {e.get("Label"): e.text for e in texts if e.text}
+            got["images"] = [png(f"NLMCXR_png/{root.find('parentImage').get('id')}.png")]
+        elif layout == "r2gen":
+            entry = by_id[gt["report_id"]]
+            got |= {
+                "text": entry["report"],
+                "images": [png(f"images/{p}") for p in entry["image_path"]],
+            }
+            got["split"] = {"val": "validate"}.get(entry["split"], entry["split"])
+        elif layout == "dicom":
+            path = gt["path"]
+            got["text"] = (
+                by_accession[gt["accession"]] if path == "reports.csv" else (out / path).read_text()
+            )
+            got["images"] = [png(p) for p in sorted(out.glob(f"pixel_truth/S{i:05d}/*.png"))]
+        else:  # manifest
+            mine = [r for r in rows if r["study_id"] == gt["report_id"]]
+            assert len({r["report"] for r in mine}) == 1
+            got |= {
+                "text": mine[0]["report"],
+                "labels": mine[0]["labels"],
+                "split": mine[0]["split"],
+            }
+            got["images"] = [png(r["image"]) for r in mine]
+        stored.append(got)
+    return stored
+
+
+def test_every_layout_writes_the_shared_study_records(tmp_path):
+    """Each layout stores exactly its studies from study.py; one (seed, index) gives the same
+    findings, ids and images in every layout, and the same view/lateral/PHI choice (and, with
+    the same draws before the report, the same labels) in layouts that share those draws."""
+    n = 8
+    studies: dict[str, list[Study]] = {}
+    for layout in LAYOUTS:
+        options = dict(image_size=32, lateral_fraction=0.5, phi_fraction=0.5, seed=5)
+        cfg = SynthConfig(layout=layout, n=n, **options)
+        out = Path(generate(cfg, tmp_path / layout)["path"])
+        mine = [make_study(cfg, i, layout_writer(layout).style) for i in range(n)]
+        studies[layout] = mine
+        for study, got in zip(mine, _stored(layout, out), strict=True):
+            assert got["spans"] == study.spans
+            if "text" in got:
+                assert got["text"] == study.text
+            if "sections" in got:
+                assert got["sections"] == {h: b for h, b in study.sections if b}
+            if "labels" in got:
+                assert got["labels"] == study.labels
+            if "split" in got:
+                assert got["split"] == study.ids.split
+            if "images" in got:
+                assert len(got["images"]) == len(study.images)
+                for pixels, image in zip(got["images"], study.images, strict=True):
+                    assert np.array_equal(pixels, image.draw())
+    with_views = [lay for lay in LAYOUTS if layout_writer(lay).style.views]
+    same_draws = [lay for lay in with_views if not layout_writer(lay).style.acquisition]
+    assert len(with_views) >= 4 and len(same_draws) >= 3
+    assert sum(s.phi for s in studies["manifest"]) > 0
+    for i in range(n):
+        ref = studies[LAYOUTS[0]][i]
+        frontal = ref.images[0].draw()
+        for layout in LAYOUTS:
+            s = studies[layout][i]
+            assert s.findings == ref.findings and s.ids == ref.ids
+            assert np.array_equal(s.images[0].draw(), frontal)
+        for layout in with_views:
+            s, v = studies[layout][i], studies[with_views[0]][i]
+            assert (s.view, s.phi, [im.position for im in s.images]) == (
+                v.view, v.phi, [im.position for im in v.images]
+            )  # fmt: skip
+        for layout in same_draws:
+            assert studies[layout][i].labels == studies[same_draws[0]][i].labels
+
+
+def test_study_image_draw_is_pure():
+    cfg = SynthConfig(n=3, image_size=32, lateral_fraction=1.0, seed=2)
+    study = make_study(cfg, 1, layout_writer("manifest").style)
+    assert [im.position for im in study.images][1] == "LATERAL"
+    for image in study.images:
+        assert np.array_equal(image.draw(), image.draw())
+    assert not np.array_equal(study.images[0].draw(), study.images[1].draw())
 
 
 def test_mimic_layout_paths_and_csv_columns(mimic):
