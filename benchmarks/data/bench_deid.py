@@ -3,7 +3,8 @@
 Quality: token-level recall and precision (medtrain.data.deid.PhiScore) on `--n` synthetic
 reports (MIMIC-, Open-I- and hospital-style, half with injected PHI; synth_text.labelled_reports)
 and on the hand-written lines of synth_text.HANDWRITTEN. Speed: reports per CPU-second of one
-process (= reports/s/core) and per wall second, single-threaded, after warm-up.
+process (= reports/s/core) and per wall second, single-threaded, after warm-up; also the whole
+text path (medtrain.data.text.record_text: de-identification, then sectioning and cleaning).
 
     python benchmarks/data/bench_deid.py --n 3000
 """
@@ -11,13 +12,18 @@ process (= reports/s/core) and per wall second, single-threaded, after warm-up.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import environment, time_cpu_fn, time_fn, write_results  # noqa: E402
 
+from medtrain.data.config import DeidConfig  # noqa: E402
 from medtrain.data.deid import KINDS, PhiScore, find_phi  # noqa: E402
+from medtrain.data.errors import DataError  # noqa: E402
+from medtrain.data.records import Record  # noqa: E402
+from medtrain.data.text import TEXT_PATH_VERSION, record_text  # noqa: E402
 from medtrain.synth.text import (  # noqa: E402
     HELDOUT,
     STYLES,
@@ -44,7 +50,13 @@ def main() -> None:
     data = labelled_reports(args.n, args.seed)
     texts = [t for t, _, _ in data]
     env = environment()
-    config = {"n": args.n, "seed": args.seed, "phi_fraction": 0.5, "styles": list(STYLES)}
+    config = {
+        "n": args.n,
+        "seed": args.seed,
+        "phi_fraction": 0.5,
+        "styles": list(STYLES),
+        "text_path": TEXT_PATH_VERSION,
+    }
 
     overall = _score((t, s) for t, s, _ in data)
     hand = _score(handwritten_reports())
@@ -55,9 +67,19 @@ def main() -> None:
         for t in texts:
             find_phi(t)
 
+    records_in = [Record(id=str(i), image_path=Path(), report=t) for i, t in enumerate(texts)]
+    deid = DeidConfig()
+
+    def run_text_path() -> None:
+        for rec in records_in:
+            with contextlib.suppress(DataError):
+                record_text(rec, deid)
+
     cpu = time_cpu_fn(run, warmup=1, iters=args.iters)
     wall = time_fn(run, warmup=0, iters=args.iters)
     speed = args.n / cpu["median_s"]
+    path_cpu = time_cpu_fn(run_text_path, warmup=1, iters=args.iters)
+    path_speed = args.n / path_cpu["median_s"]
     kinds = sorted(overall.by_kind)
     records = [
         {
@@ -67,6 +89,7 @@ def main() -> None:
             **cpu,
             "reports_per_s_core": round(speed, 1),
             "reports_per_s_wall": round(args.n / wall["median_s"], 1),
+            "text_path_reports_per_s_core": round(path_speed, 1),
             "mean_chars": round(sum(map(len, texts)) / len(texts), 1),
             "recall": round(overall.recall, 5),
             "precision": round(overall.precision, 5),
@@ -121,7 +144,8 @@ def main() -> None:
         f"{args.iters}; p20-p80 {args.n / cpu['p80_s']:.0f}-{args.n / cpu['p20_s']:.0f}); "
         f"{rec['reports_per_s_wall']:.0f} reports/s wall on a shared machine; "
         f"{rec['mean_chars']:.0f} characters per report. Target >= "
-        f"{TARGETS['reports_per_s_core']}.",
+        f"{TARGETS['reports_per_s_core']}. The whole text path (record_text: de-id, then "
+        f"sectioning and cleaning; {TEXT_PATH_VERSION}): {path_speed:.0f} reports/s/core.",
         "",
         "Recall by kind: "
         + ", ".join(f"{k} {v:.4f}" for k, v in rec["recall_by_kind"].items() if k in kinds),

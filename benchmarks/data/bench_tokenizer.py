@@ -2,8 +2,9 @@
 
 Both vocabularies are trained the same way (medtrain.data.tokenizer.train_tokenizer: lowercase
 WordPiece, same size, min_frequency 2, PHI audit) on corpora of the same number of characters:
-de-identified training text of synthetic reports (synth_text.labelled_reports ->
-deid.deidentified_training_text) and procedural everyday English (synth_text.general_text).
+training text of synthetic reports (synth.text.labelled_reports -> the one text path,
+medtrain.data.text.record_text: de-identification, then sectioning) and procedural everyday
+English (synth.text.general_text).
 Fertility is measured on held-out reports (another seed) and on held-out general text.
 
     python benchmarks/data/bench_tokenizer.py --train 4000 --vocab 512 1024 4096
@@ -19,17 +20,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import environment, write_results  # noqa: E402
 
-from medtrain.data.deid import deidentified_training_text  # noqa: E402
+from medtrain.data.config import DeidConfig  # noqa: E402
 from medtrain.data.errors import DataError  # noqa: E402
-from medtrain.synth.text import general_text, labelled_reports  # noqa: E402
+from medtrain.data.records import Record  # noqa: E402
+from medtrain.data.text import record_text  # noqa: E402
 from medtrain.data.tokenizer import fertility, train_tokenizer  # noqa: E402
+from medtrain.synth.text import general_text, labelled_reports  # noqa: E402
 
 
 def report_texts(n: int, seed: int) -> list[str]:
-    out = []
-    for text, _, _ in labelled_reports(n, seed):
+    out, deid = [], DeidConfig()
+    for i, (text, _, _) in enumerate(labelled_reports(n, seed)):
         try:
-            out.append(deidentified_training_text(text))
+            out.append(record_text(Record(id=str(i), image_path=Path(), report=text), deid))
         except DataError:
             continue
     return out

@@ -1,12 +1,14 @@
 """`medtrain tokenizer train`: WordPiece vocabulary on de-identified text only.
 
-Inputs: reports from data set roots (--root DIR --source KIND; this command de-identifies
-them) and corpus files (--corpus FILE..., one document per line), which must be marked
-de-identified by name (`*.deid.txt`) or scrubbed here (--scrub); --force trains on unmarked
-files anyway and says so. PHI-like vocabulary tokens are removed (vocab_audit.json).
+Inputs: reports from data set roots (--root DIR --source KIND), whose training text comes from
+the one text path (medtrain.data.text.record_text: de-identified, then sectioned), and corpus
+files (--corpus FILE..., one document per line), which must be marked de-identified by name
+(`*.deid.txt`) or scrubbed here (--scrub, medtrain.data.text.scrub_text); --force trains on
+unmarked files anyway and says so. PHI-like vocabulary tokens are removed (vocab_audit.json).
 Fertility (tokens per word) on held-out reports is printed for the new vocabulary and for a
 general-English vocabulary trained the same way (same size and settings) on a procedural
 corpus of the same size, or on --baseline-corpus files.
+provenance.json = {"text_path": medtrain.data.text.text_path_id(...), "inputs": [...]}.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from medtrain.data.errors import DataError
 
@@ -23,24 +26,26 @@ HOLDOUT_EVERY = 20  # without a held-out split, every 20th document is held out
 PROVENANCE_FILE = "provenance.json"
 
 
-def _reader_reports(source: str, root: str, splits: list[str], names: set[str]) -> list[str]:
-    """De-identified training text of each study's report (one per study) in `splits`."""
-    from medtrain.data.deid import deidentify, name_words
-    from medtrain.data.reports import training_text
-    from medtrain.data.sources import get_source
+def _reader_reports(
+    source: str, root: str, splits: list[str], names: set[str], **options: Any
+) -> list[str]:
+    """Training text (record_text under DeidConfig()) of each study's report, one per study,
+    in `splits`; `names` receives the words the de-identifier took for names. `options` are
+    reader options (views, reports_root, images_root; see open_source)."""
+    from medtrain.data.config import DeidConfig
+    from medtrain.data.sources import open_source
+    from medtrain.data.text import record_text
 
     if not Path(root).exists():
         raise DataError(f"corpus root {root} does not exist")
-    texts, seen = [], set()
-    for rec in get_source(source)(Path(root), splits=splits):
+    deid, texts, seen = DeidConfig(), [], set()
+    for rec in open_source(source, root, splits=splits, skipped=[], **options):
         key = rec.study_id or rec.id
         if key in seen:
             continue
         seen.add(key)
-        result = deidentify(rec.report)
-        names |= name_words(rec.report, result.spans)
         try:
-            texts.append(training_text(result.text))
+            texts.append(record_text(rec, deid, found_names=names))
         except DataError:
             continue
     return texts
@@ -48,7 +53,8 @@ def _reader_reports(source: str, root: str, splits: list[str], names: set[str]) 
 
 def _corpus_file(path: Path, args: argparse.Namespace, names: set[str]) -> tuple[list[str], str]:
     """(documents, provenance) of one corpus file; refuses unmarked files (see module doc)."""
-    from medtrain.data.deid import deidentify, name_words
+    from medtrain.data.config import DeidConfig
+    from medtrain.data.text import scrub_text
     from medtrain.data.tokenizer import is_marked_deidentified
 
     if not path.is_file():
@@ -57,12 +63,8 @@ def _corpus_file(path: Path, args: argparse.Namespace, names: set[str]) -> tuple
     if is_marked_deidentified(path):
         return docs, "marked .deid"
     if args.scrub:
-        out = []
-        for doc in docs:
-            result = deidentify(doc)
-            names |= name_words(doc, result.spans)
-            out.append(result.text)
-        return out, "scrubbed by --scrub"
+        deid = DeidConfig()
+        return [scrub_text(doc, deid, found_names=names) for doc in docs], "scrubbed by --scrub"
     if args.force:
         log.warning("training on %s although it is not marked de-identified (--force)", path)
         return docs, "NOT de-identified (--force)"
@@ -90,15 +92,18 @@ def _baseline_texts(args: argparse.Namespace, n_chars: int) -> list[str]:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from medtrain.data.config import DeidConfig
+    from medtrain.data.text import text_path_id
     from medtrain.data.tokenizer import fertility, train_tokenizer
 
     names: set[str] = set()
     texts: list[str] = []
     held: list[str] = []
     provenance = []
+    options = {"reports_root": args.reports_root, "images_root": args.images_root}
     for root in args.root:
-        texts += _reader_reports(args.source, root, [args.split], names)
-        held += _reader_reports(args.source, root, [args.heldout_split], set())
+        texts += _reader_reports(args.source, root, [args.split], names, **options)
+        held += _reader_reports(args.source, root, [args.heldout_split], set(), **options)
         provenance.append({"root": root, "source": args.source, "deid": "run by this command"})
     for f in args.corpus:
         docs, how = _corpus_file(Path(f), args, names)
@@ -112,7 +117,8 @@ def _train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     tok = train_tokenizer(texts, vocab_size=args.vocab_size, out_dir=out, phi_names=names)
     removed = json.loads((out / "vocab_audit.json").read_text())["removed"]
-    (out / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=1) + "\n")
+    record = {"text_path": text_path_id(DeidConfig()), "inputs": provenance}
+    (out / PROVENANCE_FILE).write_text(json.dumps(record, indent=1) + "\n")
     print(f"trained WordPiece vocab of {len(tok)} on {len(texts)} documents -> {out}")
     print(f"vocabulary audit: {len(removed)} PHI-like tokens removed (see {out}/vocab_audit.json)")
     if not held:
@@ -137,6 +143,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--source", default="mimic-cxr-jpg", help="reader for --root directories")
     t.add_argument("--root", nargs="*", default=[], help="data set roots (de-identified here)")
+    t.add_argument("--reports-root", default="", help="MIMIC-CXR reports tree kept apart")
+    t.add_argument("--images-root", default="", help="Open-I PNG folder kept apart")
     t.add_argument("--split", default="train", help="split of --root read for training")
     t.add_argument("--heldout-split", default="validate", help="split for the fertility report")
     t.add_argument("--corpus", nargs="*", default=[], help="text files, one document per line")

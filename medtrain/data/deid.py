@@ -14,6 +14,11 @@ Name tokens are capitalized words, initials and one "Last, First" comma; clinica
 abbreviations and eponyms (NOT_NAMES: Kerley, Swan-Ganz, Fleischner, PA, CT, ...) stop a name.
 Years alone, ages up to 89, measurements ("2.3 cm"), vertebral levels ("T12") and lobes are
 not PHI and are left alone. Measured on synthetic reports: benchmarks/data/bench_deid.py.
+
+This is the `rules` backend of the one text path (medtrain/data/text.py), which is the only
+caller on report text outside this module's own audit. Bump RULES_VERSION whenever a change
+here can change what is scrubbed: it is part of the text-path version recorded with shards
+and tokenizers.
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 
-from medtrain.data.reports import PHI_TOKEN, training_text
+from medtrain.data.config import PHI_KINDS, DeidConfig
+from medtrain.data.reports import PHI_TOKEN
 
-KINDS = ("NAME", "DATE", "TIME", "AGE", "ID", "PHONE", "EMAIL", "URL", "ADDRESS", "HOSPITAL")
+RULES_VERSION = "1"  # bump when the rules, gazetteers or gates change what is scrubbed
+KINDS = PHI_KINDS
 Span = tuple[int, int, str]
 
 
@@ -163,43 +170,64 @@ _ORD = r"(?:st|nd|rd|th)?"
 _YEAR = r"(?:1[89]|2[01])\d{2}"
 _MM = r"(?:1[0-2]|0?[1-9])"
 _AMPM = r"(?:[AaPp]\.\s?[Mm]\.|[AaPp][Mm]\b)"
-# (kind, gate, pattern): a rule only runs when its gate (see _gates) holds for the text.
+
+
+class Gate:
+    """Cheap facts about a text, found in one pass by `_gates`: a rule only runs when its gate
+    holds (speed only; a rule whose gate fails cannot match). "N digits" = a run of exactly N."""
+
+    DIGITS_1_2 = "a run of 1-2 digits"
+    DIGITS_3_PLUS = "a run of 3+ digits"
+    DIGITS_4 = "a run of 4 digits"
+    DIGITS_5 = "a run of 5 digits"
+    DIGITS_4_5 = "a run of 4-5 digits"
+    DIGITS_6_PLUS = "a run of 6+ digits"
+    NUMERIC_DATE = "digits, then / - or . and a digit"
+    CLOCK = "1-2 digits, then a colon"
+    AGE_OVER_89 = "a 2-3 digit number in 90..119"
+    AT_SIGN = "an @"
+    URL_PREFIX = "http or www."
+    MONTH_NAME = "a month name (word)"
+    STREET = "a number and a street word (Street, Ave, ...)"
+
+
+# (kind, gate, pattern): a rule only runs when its gate holds for the text (see Gate, _gates).
 _RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
     (kind, gate, re.compile(pattern))
     for kind, gate, pattern in (
         # dates with a month name: "March 3rd, 2019", "3 Mar 2019", "3rd of March", "Jan 2019"
-        ("DATE", "month", rf"\b{_MONTH}\s+{_DAY}{_ORD}\b(?:,?\s+{_YEAR}\b)?"),
-        ("DATE", "month", rf"\b{_DAY}{_ORD}\s+(?:of\s+)?{_MONTH}(?:,?\s+{_YEAR}\b)?"),
-        ("DATE", "month", rf"\b{_MONTH},?\s+{_YEAR}\b"),
-        ("DATE", "month", rf"\b{_DAY}[-/]{_MONTH}[-/](?:{_YEAR}|\d{{2}})\b"),
+        ("DATE", Gate.MONTH_NAME, rf"\b{_MONTH}\s+{_DAY}{_ORD}\b(?:,?\s+{_YEAR}\b)?"),
+        ("DATE", Gate.MONTH_NAME, rf"\b{_DAY}{_ORD}\s+(?:of\s+)?{_MONTH}(?:,?\s+{_YEAR}\b)?"),
+        ("DATE", Gate.MONTH_NAME, rf"\b{_MONTH},?\s+{_YEAR}\b"),
+        ("DATE", Gate.MONTH_NAME, rf"\b{_DAY}[-/]{_MONTH}[-/](?:{_YEAR}|\d{{2}})\b"),
         # numeric dates: 3/14/2019, 03-14-19, 2019-03-14, 2019/03/14, 14.03.2019
-        ("DATE", "numdate", rf"\b{_MM}[/-]{_DAY}[/-](?:{_YEAR}|\d{{2}})\b(?![/-]\d)"),
-        ("DATE", "numdate", rf"\b{_YEAR}[/-]{_MM}[/-]{_DAY}\b"),
-        ("DATE", "numdate", rf"\b{_DAY}\.{_MM}\.{_YEAR}\b"),
+        ("DATE", Gate.NUMERIC_DATE, rf"\b{_MM}[/-]{_DAY}[/-](?:{_YEAR}|\d{{2}})\b(?![/-]\d)"),
+        ("DATE", Gate.NUMERIC_DATE, rf"\b{_YEAR}[/-]{_MM}[/-]{_DAY}\b"),
+        ("DATE", Gate.NUMERIC_DATE, rf"\b{_DAY}\.{_MM}\.{_YEAR}\b"),
         # month/day without a year only after a date word: "on 3/14", "dated 3/14"
         (
             "DATE",
-            "numdate",
+            Gate.NUMERIC_DATE,
             rf"(?i:\b(?:on|from|dated|since|of|prior to|until|through|comparison:)\s+)"
             rf"(?P<v>{_MM}/{_DAY})\b(?![/\d])",
         ),
         # times: 14:30, 9:15 a.m., 09:15:22, 9pm, 0915 hours, "at 0915"
-        ("TIME", "clock", rf"\b(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?:\s?{_AMPM})?"),
-        ("TIME", "d12", rf"\b(?:1[0-2]|0?[1-9])\s?{_AMPM}"),
-        ("TIME", "d4", r"\b(?:[01]\d|2[0-3])[0-5]\d\s?(?:hours|hrs|h)\b"),
-        ("TIME", "d4", r"(?i:\bat\s+)(?P<v>(?:[01]\d|2[0-3])[0-5]\d)\b(?![.,]\d)"),
+        ("TIME", Gate.CLOCK, rf"\b(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d)?(?:\s?{_AMPM})?"),
+        ("TIME", Gate.DIGITS_1_2, rf"\b(?:1[0-2]|0?[1-9])\s?{_AMPM}"),
+        ("TIME", Gate.DIGITS_4, r"\b(?:[01]\d|2[0-3])[0-5]\d\s?(?:hours|hrs|h)\b"),
+        ("TIME", Gate.DIGITS_4, r"(?i:\bat\s+)(?P<v>(?:[01]\d|2[0-3])[0-5]\d)\b(?![.,]\d)"),
         # ages over 89: "92-year-old", "95 y/o", "91F", "age 93", "aged 101"
         (
             "AGE",
-            "age",
+            Gate.AGE_OVER_89,
             r"\b(?P<v>9\d|1[01]\d)(?=\s?-?\s?(?:years?\b|yrs?\b|yo\b|y/o|y\.o\.|year-old)"
             r"|\s?(?:M|F|male|female|man|woman)\b)",
         ),
-        ("AGE", "age", r"(?i:\bage[ds]?\s*:?\s*)(?P<v>9\d|1[01]\d)\b"),
+        ("AGE", Gate.AGE_OVER_89, r"(?i:\bage[ds]?\s*:?\s*)(?P<v>9\d|1[01]\d)\b"),
         # identifiers after a label: MRN, MR#, accession, order, encounter, SSN, patient ID
         (
             "ID",
-            "d3",
+            Gate.DIGITS_3_PLUS,
             r"(?i:\b(?:MRN|MR\s?#|MR\s?No\.?|medical\s+record\s+(?:number|no\.?|#)|unit\s+no\.?"
             r"|acc(?:ession)?(?:\s*(?:number|no\.?|#))?|order\s*(?:number|no\.?|#)?"
             r"|encounter(?:\s+(?:id|number|no\.?|#))?|visit\s+(?:id|number|#)|account\s*(?:number|#)"
@@ -207,30 +235,38 @@ _RULES: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
             r"(?P<v>[A-Z]{0,4}-?\d[\d-]{2,}\d)\b",
         ),
         # identifiers anywhere: 6+ digits, A12345678, RAD-2019-012345, SSN 123-45-6789
-        ("ID", "long", r"\b[A-Z]{0,4}-?\d{6,}\b"),
-        ("ID", "d4", r"\b[A-Z]{2,5}-\d{2,4}-\d{4,}\b"),
-        ("ID", "d4", r"\b\d{3}-\d{2}-\d{4}\b"),
+        ("ID", Gate.DIGITS_6_PLUS, r"\b[A-Z]{0,4}-?\d{6,}\b"),
+        ("ID", Gate.DIGITS_4, r"\b[A-Z]{2,5}-\d{2,4}-\d{4,}\b"),
+        ("ID", Gate.DIGITS_4, r"\b\d{3}-\d{2}-\d{4}\b"),
         # phones: (617) 555-0123, 617.555.0123, +1 617 555 0123, 1-800-555-0199 ext. 42
         (
             "PHONE",
-            "d4",
+            Gate.DIGITS_4,
             r"(?:\+1[\s.-]?|\b1[\s.-])?(?:\(\d{3}\)\s?|\b\d{3}[\s.-])\d{3}[\s.-]\d{4}\b"
             r"(?:\s*(?i:ext\.?|extension|x)\s*\d{1,5}\b)?",
         ),
-        ("PHONE", "d45", r"(?i:\b(?:pager|beeper|ext\.?|extension)\s*#?\s*)(?P<v>\d{4,5})\b"),
-        ("PHONE", "d45", r"\bx(?P<v>\d{4,5})\b"),
-        ("EMAIL", "@", r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
-        ("URL", "url", r"(?i:\b(?:https?://|www\.))[^\s<>\"]*[^\s<>\".,;:)]"),
+        (
+            "PHONE",
+            Gate.DIGITS_4_5,
+            r"(?i:\b(?:pager|beeper|ext\.?|extension)\s*#?\s*)(?P<v>\d{4,5})\b",
+        ),
+        ("PHONE", Gate.DIGITS_4_5, r"\bx(?P<v>\d{4,5})\b"),
+        ("EMAIL", Gate.AT_SIGN, r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
+        ("URL", Gate.URL_PREFIX, r"(?i:\b(?:https?://|www\.))[^\s<>\"]*[^\s<>\".,;:)]"),
         # street addresses with optional unit, city, state and ZIP; "City, ST 02115"
         (
             "ADDRESS",
-            "street",
+            Gate.STREET,
             r"\b\d{1,5}\s+(?:[A-Z][a-z]+\.?\s+){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard"
             r"|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Parkway|Pkwy|Terrace|Circle|Highway"
             r"|Hwy)\b\.?(?:,?\s+(?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl|Room|Rm)\.?\s*#?\s*\w+)?"
             r"(?:,\s*[A-Z][a-z]+(?:\s[A-Z][a-z]+)?,?\s+[A-Z]{2}(?:\s+\d{5}(?:-\d{4})?)?)?",
         ),
-        ("ADDRESS", "d5", r"\b[A-Z][a-z]+(?:\s[A-Z][a-z]+)?,\s*[A-Z]{2}\s+\d{5}(?:-\d{4})?\b"),
+        (
+            "ADDRESS",
+            Gate.DIGITS_5,
+            r"\b[A-Z][a-z]+(?:\s[A-Z][a-z]+)?,\s*[A-Z]{2}\s+\d{5}(?:-\d{4})?\b",
+        ),
     )
 )
 # Hospitals: a suffix word found first, then up to 5 capitalized words (with of / and / &)
@@ -265,19 +301,6 @@ _STREET_WORDS = _words(
 )
 _NAME_COMMA = re.compile(r"\b([A-Z][A-Za-z'\u2019-]+),\s([A-Z][A-Za-z'\u2019-]+)(?:\s([A-Z])\b)?")
 _METRIC_TOKEN = re.compile(r"[A-Za-z]+|\d+")
-
-
-@dataclass(kw_only=True, slots=True)
-class DeidConfig:
-    """kinds: PHI kinds to scrub (default all); replacement: what each merged span becomes."""
-
-    kinds: tuple[str, ...] = KINDS
-    replacement: str = PHI_TOKEN
-
-    def __post_init__(self) -> None:
-        unknown = set(self.kinds) - set(KINDS)
-        if unknown:
-            raise ValueError(f"unknown PHI kinds {sorted(unknown)}; valid: {', '.join(KINDS)}")
 
 
 @dataclass(slots=True)
@@ -450,32 +473,30 @@ def _hospitals(text: str) -> list[Span]:
 
 
 def _gates(text: str, wordset: set[str]) -> set[str]:
-    """Cheap facts about `text` that decide which rules can match at all (speed only)."""
+    """The Gate facts that hold for `text` (its words: `wordset`)."""
     gates = set()
     for m in _DIGITS.finditer(text):
         s, e = m.span()
         n, after = e - s, text[e : e + 2]
-        gates.add("d12" if n <= 2 else "d3")
+        gates.add(Gate.DIGITS_1_2 if n <= 2 else Gate.DIGITS_3_PLUS)
         if n >= 4:
-            gates.add("d4" if n == 4 else "d5" if n == 5 else "long")
+            gates.add(Gate.DIGITS_4 if n == 4 else Gate.DIGITS_5 if n == 5 else Gate.DIGITS_6_PLUS)
             if n <= 5:
-                gates.add("d45")
+                gates.add(Gate.DIGITS_4_5)
         if len(after) == 2 and after[0] in "/-." and after[1].isdigit():
-            gates.add("numdate")
+            gates.add(Gate.NUMERIC_DATE)
         if n <= 2 and after[:1] == ":":
-            gates.add("clock")
+            gates.add(Gate.CLOCK)
         if 2 <= n <= 3 and 90 <= int(text[s:e]) <= 119:
-            gates.add("age")
-    if gates & {"d4", "d5", "long"}:
-        gates.add("d3")
+            gates.add(Gate.AGE_OVER_89)
     if "@" in text:
-        gates.add("@")
+        gates.add(Gate.AT_SIGN)
     if "http" in text or "www." in text or "HTTP" in text or "WWW." in text:
-        gates.add("url")
+        gates.add(Gate.URL_PREFIX)
     if not _MONTH_WORDS.isdisjoint(wordset):
-        gates.add("month")
-    if gates & {"d12", "d3"} and not _STREET_WORDS.isdisjoint(wordset):
-        gates.add("street")
+        gates.add(Gate.MONTH_NAME)
+    if gates & {Gate.DIGITS_1_2, Gate.DIGITS_3_PLUS} and not _STREET_WORDS.isdisjoint(wordset):
+        gates.add(Gate.STREET)
     return gates
 
 
@@ -512,12 +533,11 @@ def _merge(spans: list[Span]) -> list[Span]:
 
 
 def deidentify(text: str, cfg: DeidConfig | None = None) -> DeidResult:
-    """Replace every PHI span of `text` with `cfg.replacement` ("[PHI]")."""
+    """Replace every PHI span (of the kinds in `cfg.kinds`) of `text` with "[PHI]"."""
     spans = find_phi(text, cfg)
-    replacement = (cfg or DeidConfig()).replacement
     parts, pos = [], 0
     for s, e, _ in spans:
-        parts += [text[pos:s], replacement]
+        parts += [text[pos:s], PHI_TOKEN]
         pos = e
     parts.append(text[pos:])
     return DeidResult("".join(parts), spans)
@@ -533,13 +553,6 @@ def deidentify_batch(texts: Iterable[str], *, workers: int = 1, chunksize: int =
         return [deidentify(t) for t in texts]
     with get_context("spawn").Pool(workers) as pool:
         return pool.map(_deid_one, list(texts), chunksize=chunksize)
-
-
-def deidentified_training_text(raw_report: str) -> str:
-    """The training text of a raw report, de-identified first (spans refer to the raw text).
-
-    Raises DataError (from reports.training_text) for an empty report."""
-    return training_text(deidentify(raw_report).text)
 
 
 def name_words(text: str, spans: Iterable[Span]) -> set[str]:

@@ -1,4 +1,9 @@
-"""Radiology report sectioning and the text used for training.
+"""Radiology report sectioning and cleaning of de-identified report text.
+
+`section_and_clean` is the second half of the one text path (medtrain/data/text.py, its only
+caller outside tests): it works on text that was already de-identified. Bump
+SECTIONING_VERSION whenever a change here can change its output: it is part of the text-path
+version recorded with shards and tokenizers.
 
 Sectioning follows the MIMIC-CXR section parser's behaviour:
 - A `FINAL REPORT` banner line splits off what comes before it (the preliminary wet read, kept
@@ -11,7 +16,7 @@ Sectioning follows the MIMIC-CXR section parser's behaviour:
   `impression`; `clinical history` -> `history`; `reason for exam` -> `indication`; a name that
   contains a main section name maps to it; names describing the views (`CHEST, TWO VIEWS:`,
   `PA AND LATERAL:`, `PORTABLE AP:`) -> `findings`.
-Training text = FINDINGS + IMPRESSION; else the last paragraph; else the whole final report;
+Section text = FINDINGS + IMPRESSION; else the last paragraph; else the whole final report;
 else the wet read. Cleaning turns the data sets' PHI masks (`___`, `XXXX`) into one `[PHI]`,
 drops list markers (`1.`, `2)`, `-`, `*`, `•`) and collapses whitespace.
 """
@@ -67,6 +72,7 @@ CANONICAL = frozenset(
 KNOWN_HEADERS = frozenset(SYNONYMS) | CANONICAL
 MAIN_SECTIONS = ("impression", "findings", "history", "comparison", "addendum")
 PHI_TOKEN = "[PHI]"
+SECTIONING_VERSION = "1"  # bump when sectioning or cleaning can give different text
 
 _VIEW_HEADER = re.compile(
     r"\bchest\b|portable|\b(?:pa|ap)\b.*\blat|two views|frontal|\b(?:pa|ap|one|lateral) view"
@@ -174,8 +180,11 @@ def clean_text(text: str) -> str:
     return _PHI_RUN.sub(PHI_TOKEN, text)
 
 
-def training_text(text: str) -> str:
+def section_and_clean(text: str) -> str:
     """FINDINGS + IMPRESSION, else last paragraph / whole final report / wet read; cleaned.
+
+    `text` is report text that was already de-identified: call `medtrain.data.text.record_text`
+    for training text, never this on a raw report.
 
     Raises DataError for an empty report or one with nothing but section headers.
     """
@@ -201,6 +210,6 @@ def assemble_sections(sections: Iterable[tuple[str, str]]) -> str:
     """Raw report text from (LABEL, body) pairs, "LABEL: body" per line; empty bodies dropped.
 
     Used by the Open-I reader (and the synthetic writer for PHI offsets) so that
-    `training_text` works the same on XML-sourced reports.
+    `section_and_clean` works the same on XML-sourced reports.
     """
     return "\n".join(f"{label.upper()}: {body.strip()}" for label, body in sections if body.strip())

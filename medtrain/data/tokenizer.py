@@ -2,8 +2,9 @@
 
 Provenance (enforced by `medtrain tokenizer train`, cli/tokenizer.py): only de-identified text
 is trained on.
-- Reports read through a source reader (--root/--source) are de-identified by the command
-  itself (deid.deidentify on the raw report, then reports.training_text).
+- Reports read through a source reader (--root/--source) become training text through the one
+  text path (medtrain.data.text.record_text: de-identification, then sectioning); the
+  directory's provenance.json records that path's id.
 - Corpus files (--corpus, one document per line) count as de-identified only when their name
   carries a `.deid` part (`notes.deid.txt`, `pubmed.deid`): rename a file after it went
   through de-identification. `--scrub` runs the de-id pass over unmarked files instead; anything
@@ -16,6 +17,9 @@ vocabulary (ids renumbered, special ids unchanged) and listed in `vocab_audit.js
   letters.
 Removing (not refusing) keeps training usable when a few leaked names reach the vocabulary;
 the audit file says what was removed, and a large count is the sign to revisit de-id.
+Length: `load_tokenizer(path, max_length=N)` (a run uses model.text.max_length) sets
+model_max_length and truncation to N, so the copy a run saves carries the model's length.
+The saved files need transformers>=5 (tokenizer_class TokenizersBackend).
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import (
@@ -37,8 +40,8 @@ from tokenizers import (
 )
 from transformers import PreTrainedTokenizerFast
 
-from medtrain.data.deid import FIRST_NAMES, LAST_NAMES
 from medtrain.data.config import TokenizerConfig  # noqa: F401  (re-export)
+from medtrain.data.deid import FIRST_NAMES, LAST_NAMES
 from medtrain.data.errors import DataError
 
 PAD, UNK, CLS, SEP, MASK, PHI = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[PHI]"
@@ -149,7 +152,14 @@ def train_tokenizer(
 def fertility(tok: PreTrainedTokenizerFast, texts: Iterable[str]) -> float:
     """Tokens per word: word pieces (no [CLS]/[SEP]) / whitespace-separated words."""
     texts = list(texts)
-    encodings = tok.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+    backend = tok.backend_tokenizer
+    truncation = backend.truncation  # a length-limited tokenizer must not cut the texts here
+    backend.no_truncation()
+    try:
+        encodings = backend.encode_batch(texts, add_special_tokens=False)
+    finally:
+        if truncation is not None:
+            backend.enable_truncation(**truncation)
     pieces = sum(len(e.ids) for e in encodings)
     words = sum(len(t.split()) for t in texts)
     if words == 0:
@@ -157,11 +167,26 @@ def fertility(tok: PreTrainedTokenizerFast, texts: Iterable[str]) -> float:
     return pieces / words
 
 
-def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
-    """Load a tokenizer saved by `train_tokenizer` (offline); DataError if it is missing."""
+def set_max_length(tok: PreTrainedTokenizerFast, max_length: int) -> None:
+    """Make `tok` carry `max_length`: model_max_length (what `truncation=True` cuts to and
+    what save_pretrained writes) and the backend's truncation (written into tokenizer.json)."""
+    if max_length < 2:
+        raise DataError(f"tokenizer max_length must be >= 2 ([CLS] and [SEP]), got {max_length}")
+    tok.model_max_length = max_length
+    tok.backend_tokenizer.enable_truncation(max_length)
+
+
+def load_tokenizer(path: str | Path, max_length: int | None = None) -> PreTrainedTokenizerFast:
+    """Load a tokenizer saved by `train_tokenizer` (offline); DataError if it is missing.
+
+    `max_length` (a run passes model.text.max_length) replaces the saved length (set_max_length).
+    """
     p = Path(path)
     if not p.is_dir():
         raise DataError(f"tokenizer directory not found: {p} (run `medtrain tokenizer` first)")
     if not (p / TOKENIZER_FILE).is_file():
         raise DataError(f"{TOKENIZER_FILE} missing in tokenizer directory {p}")
-    return PreTrainedTokenizerFast.from_pretrained(str(p), local_files_only=True)
+    tok = PreTrainedTokenizerFast.from_pretrained(str(p), local_files_only=True)
+    if max_length is not None:
+        set_max_length(tok, max_length)
+    return tok

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from medtrain.data.config import DeidConfig
 from medtrain.data.deid import (
-    DeidConfig,
+    Gate,
     PhiScore,
+    _gates,
     audit,
-    deidentified_training_text,
     deidentify,
     deidentify_batch,
     find_phi,
     format_audit,
     name_words,
 )
+from medtrain.data.records import Record
+from medtrain.data.text import record_text
 from medtrain.synth.text import handwritten_reports, labelled_reports
 
 # (text, the PHI substrings that must be scrubbed, kind of the first one)
@@ -96,21 +101,42 @@ def test_spans_refer_to_original_and_merge():
     assert deidentify(result.text).text == result.text  # idempotent: [PHI] is never PHI
 
 
-def test_config_kinds_and_replacement():
+def test_config_kinds():
     text = "Call Dr. Smith at (617) 555-0123."
-    only_phone = deidentify(text, DeidConfig(kinds=("PHONE",), replacement="<x>"))
-    assert only_phone.text == "Call Dr. Smith at <x>."
+    only_phone = deidentify(text, DeidConfig(kinds=("PHONE",)))
+    assert only_phone.text == "Call Dr. Smith at [PHI]."
+    assert deidentify(text, DeidConfig(kinds=("NAME",))).text == "Call [PHI] at (617) 555-0123."
     with pytest.raises(ValueError, match="NAMES"):
         DeidConfig(kinds=("NAMES",))
 
 
-def test_batch_matches_single_and_training_text():
+def test_gates_name_the_facts_they_test():
+    def gates(text):
+        return _gates(text, set(text.replace(",", " ").split()))
+
+    assert gates("no digits here") == set()
+    assert gates("at 9:15") == {Gate.DIGITS_1_2, Gate.CLOCK}
+    assert gates("MRN 1234567") == {Gate.DIGITS_3_PLUS, Gate.DIGITS_6_PLUS}
+    assert gates("pager 12345") == {Gate.DIGITS_3_PLUS, Gate.DIGITS_5, Gate.DIGITS_4_5}
+    assert Gate.NUMERIC_DATE in gates("seen 3/14") and Gate.AGE_OVER_89 in gates("a 92 yo")
+    assert gates("on March 3, 123 Main Street, a@b.org, www.x.org") >= {
+        Gate.MONTH_NAME,
+        Gate.STREET,
+        Gate.AT_SIGN,
+        Gate.URL_PREFIX,
+    }
+    assert gates("read at 2130 hours") == {Gate.DIGITS_3_PLUS, Gate.DIGITS_4, Gate.DIGITS_4_5}
+    assert deidentify("read at 2130 hours").text == "read at [PHI]"  # its rule ran
+
+
+def test_batch_matches_single_and_text_path():
     texts = [t for t, *_ in POSITIVE[:6]] + CLINICAL[:3]
     single = [deidentify(t) for t in texts]
     assert deidentify_batch(texts) == single
     assert deidentify_batch(texts, workers=2, chunksize=2) == single
     raw = "FINDINGS: Lungs clear.\nIMPRESSION: Discussed with Dr. Smith at 10:15."
-    assert deidentified_training_text(raw) == "Lungs clear. Discussed with [PHI] at [PHI]."
+    rec = Record(id="r1", image_path=Path("r1.png"), report=raw)
+    assert record_text(rec, DeidConfig()) == "Lungs clear. Discussed with [PHI] at [PHI]."
 
 
 def test_name_words_and_audit():

@@ -9,7 +9,7 @@ from medtrain.data.reports import (
     assemble_sections,
     clean_text,
     extract_sections,
-    training_text,
+    section_and_clean,
 )
 
 MIMIC = """                                 FINAL REPORT
@@ -47,13 +47,13 @@ def test_headers_case_insensitive_synonyms_and_midline():
     assert "note" not in extract_sections("FINDINGS: x. Note: y")
 
 
-def test_training_text_joins_and_cleans():
-    text = training_text(MIMIC)
+def test_section_and_clean_joins_and_cleans():
+    text = section_and_clean(MIMIC)
     assert text == (
         "The lungs are clear. No pleural effusion or pneumothorax. Note: heart size normal. "
         "No acute cardiopulmonary process. Dr. [PHI] was notified."
     )
-    assert training_text("FINDINGS: Normal chest XXXX.\nIMPRESSION: XXXX-year-old") == (
+    assert section_and_clean("FINDINGS: Normal chest XXXX.\nIMPRESSION: XXXX-year-old") == (
         "Normal chest [PHI]. [PHI]-year-old"
     )
 
@@ -72,14 +72,14 @@ def test_training_text_joins_and_cleans():
     ],
     ids=["impression-only", "findings-only", "last-paragraph", "empty-sections", "no-headers"],
 )
-def test_training_text_fallbacks(report, expected):
-    assert training_text(report) == expected
+def test_section_and_clean_fallbacks(report, expected):
+    assert section_and_clean(report) == expected
 
 
 @pytest.mark.parametrize("report", ["", "   \n\t ", "FINDINGS:\n\nIMPRESSION:\n"])
 def test_empty_report_raises(report):
     with pytest.raises(DataError, match="empty|no text"):
-        training_text(report)
+        section_and_clean(report)
 
 
 def test_assemble_sections_round_trip():
@@ -97,7 +97,7 @@ def test_assemble_sections_round_trip():
         "findings": "Clear.",
         "impression": "ok",
     }
-    assert training_text(text) == "Clear. ok"
+    assert section_and_clean(text) == "Clear. ok"
 
 
 WET_READ = """                                 WET READ: ___ ___ ___ 4:36 AM
@@ -116,9 +116,9 @@ def test_final_report_banner_splits_off_wet_read():
     s = extract_sections(WET_READ)
     assert s["wet read"] == "___ ___ ___ 4:36 AM\n  No acute process."
     assert "preamble" not in s and s["indication"] == "___M with cough."
-    assert training_text(WET_READ) == "Moderate right pleural effusion. No pneumothorax."
+    assert section_and_clean(WET_READ) == "Moderate right pleural effusion. No pneumothorax."
     only_wet = "WET READ: lungs clear.\n____________\n FINAL REPORT\n"
-    assert training_text(only_wet) == "lungs clear."
+    assert section_and_clean(only_wet) == "lungs clear."
 
 
 @pytest.mark.parametrize(
@@ -166,6 +166,6 @@ def test_clean_text_lists_placeholders_separators(raw, clean):
 
 
 def test_impression_only_report_and_findings_before_impression_order():
-    assert training_text("IMPRESSION: No acute disease.") == "No acute disease."
+    assert section_and_clean("IMPRESSION: No acute disease.") == "No acute disease."
     text = "IMPRESSION: Normal.\nFINDINGS: Clear lungs."
-    assert training_text(text) == "Clear lungs. Normal."
+    assert section_and_clean(text) == "Clear lungs. Normal."

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medtrain.data.config import ShardConfig
+from medtrain.data.config import DeidConfig, ShardConfig
 from medtrain.data.errors import DataError
 from medtrain.data.images import ImageConfig
 from medtrain.data.records import Record
@@ -21,6 +21,7 @@ from medtrain.data.shards.manifest import (
 )
 from medtrain.data.shards.read import ShardIndexDataset, ShardStream
 from medtrain.data.shards.write import plan_shards, prepare_shards
+from medtrain.data.text import text_path_id
 from medtrain.synth.generate import SynthConfig, generate
 
 CFG = ShardConfig(shard_size=4, image_size=64, window_shards=2)
@@ -47,7 +48,7 @@ def sha256(path: Path) -> str:
 def stream_ids(shard_dir: Path, n: int) -> tuple[list[str], ShardStream]:
     stream = ShardStream(shard_dir, image_size=64, image=ImageConfig(), seed=0, buffer=3)
     it = iter(stream)
-    return [next(it)["id"] for _ in range(n)], stream
+    return [next(it)[0].id for _ in range(n)], stream  # the stream yields (Sample, tag)
 
 
 def test_manifest_checksums_and_webdataset_layout(shards):
@@ -84,6 +85,77 @@ def test_rerun_is_a_noop(mimic, shards):
             split="all",
             cfg=ShardConfig(shard_size=5, image_size=64, window_shards=2),
         )
+
+
+def test_manifest_records_text_path_and_splits(shards):
+    manifest = json.loads((shards / MANIFEST).read_text())
+    assert manifest["text_path"] == text_path_id(DeidConfig())
+    assert manifest["config"]["text_path"] == manifest["text_path"]
+    written: dict[str, dict[str, int]] = {}
+    for name in [s["name"] for s in manifest["shards"]]:
+        with tarfile.open(shards / name) as tar:
+            metas = [json.loads(tar.extractfile(m).read()) for m in tar if m.name.endswith("json")]
+        for meta in metas:
+            written.setdefault(name, {}).setdefault(meta["split"], 0)
+            written[name][meta["split"]] += 1
+    assert {s["name"]: s["splits"] for s in manifest["shards"]} == written
+    m = read_manifest(shards)
+    assert m.text_path == manifest["text_path"]
+    by_split = {sp: sum(w.get(sp, 0) for w in written.values()) for sp in ("train", "test")}
+    assert m.count("train") == by_split["train"] > 0 and m.count("test") == by_split["test"]
+    assert m.count() == m.total == manifest["total"]["samples"]
+    assert sum(manifest["total"]["splits"].values()) == m.total
+
+
+def test_old_manifest_without_splits_still_loads(shards, tmp_path):
+    m = json.loads((shards / MANIFEST).read_text())
+    for s in m["shards"]:
+        del s["splits"]
+    del m["text_path"]
+    (tmp_path / MANIFEST).write_text(json.dumps({**m, "config": {"split": "train"}}))
+    old = read_manifest(tmp_path)
+    assert old.text_path == {} and old.count("train") == old.total > 0
+    assert old.count("test") == 0
+    (tmp_path / MANIFEST).write_text(json.dumps({**m, "config": {"split": "all"}}))
+    with pytest.raises(DataError, match="per-split counts"):
+        read_manifest(tmp_path).count("train")
+
+
+def test_prepare_refuses_another_text_path(mimic, shards, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(shards, out)
+    with pytest.raises(DataError, match="another text path.*de-identification off"):
+        prepare_shards(
+            source="mimic-cxr-jpg",
+            root=mimic,
+            out=out,
+            split="all",
+            cfg=CFG,
+            deid=DeidConfig(enabled=False),
+        )
+    with pytest.raises(DataError, match="another text path"):
+        prepare_shards(
+            source="mimic-cxr-jpg", root=mimic, out=out, split="all", cfg=CFG,
+            deid=DeidConfig(kinds=("NAME",)),
+        )  # fmt: skip
+    state = json.loads((out / STATE_DIR / "config.json").read_text())
+    del state["text_path"]  # written before text paths were recorded
+    (out / STATE_DIR / "config.json").write_text(json.dumps(state))
+    with pytest.raises(DataError, match="unrecorded"):
+        prepare_shards(source="mimic-cxr-jpg", root=mimic, out=out, split="all", cfg=CFG)
+
+
+def test_prepare_passes_reader_options(mimic, tmp_path):
+    with pytest.raises(DataError, match="images_root"):  # an Open-I option, refused by MIMIC
+        prepare_shards(source="mimic-cxr-jpg", root=mimic, out=tmp_path, cfg=CFG, images_root="png")
+    summary = prepare_shards(
+        source="mimic-cxr-jpg", root=mimic, out=tmp_path / "ap", cfg=CFG, views=("AP",)
+    )
+    from medtrain.data.sources import open_source
+
+    views = [json.loads(r["json"])["view"] for r in _raw_samples(tmp_path / "ap")]
+    expected = [r.view for r in open_source("mimic-cxr-jpg", mimic, splits=["train"], skipped=[])]
+    assert views == ["AP"] * expected.count("AP") and 0 < summary["samples"] < len(expected)
 
 
 def test_shard_killed_mid_write_is_redone_identically(mimic, shards, tmp_path):
@@ -200,7 +272,7 @@ def test_unsafe_member_names_rejected_never_fatal(shards, tmp_path):
     ids, stream = stream_ids(out, 2)
     assert len(set(ids)) == 2
     it = iter(stream)
-    tags = [next(it)["_events"] for _ in range(2)]  # epoch 0 (the next epoch re-reads the tar)
+    tags = [next(it)[1][1] for _ in range(2)]  # events of epoch 0 (the next epoch re-reads the tar)
     assert sum(t["rejected"] for t in tags) == 4 and sum(t["corrupt"] for t in tags) == 0
     assert len(ShardIndexDataset(out, image_size=64, image=ImageConfig())) == 2
 
@@ -222,9 +294,9 @@ def test_corrupt_members_and_truncated_tar_are_skipped_and_counted(shards, tmp_p
     _rewrite_manifest(out, "bad.tar", 4)
     stream = ShardStream(out, image_size=64, image=ImageConfig(), seed=0, buffer=1)  # in order
     it = iter(stream)
-    first, second = next(it), next(it)  # one good sample per epoch
-    assert first["id"] == second["id"] == json.loads(members[11][1])["id"]
-    assert first["_events"]["corrupt"] == 3 and second["_events"]["closed"] == [(0, 0)]
+    (first, (_, events1)), (second, (_, events2)) = next(it), next(it)  # one good per epoch
+    assert first.id == second.id == json.loads(members[11][1])["id"]
+    assert events1["corrupt"] == 3 and events2["closed"] == [(0, 0)]
 
     data = (out / "bad.tar").read_bytes()
     (out / "bad.tar").write_bytes(data[: len(data) // 2])  # truncated mid-member

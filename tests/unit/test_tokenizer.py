@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from medtrain.data.config import DeidConfig
 from medtrain.data.errors import DataError
+from medtrain.data.text import text_path_id
 from medtrain.data.tokenizer import (
     AUDIT_FILE,
     SPECIAL_TOKENS,
@@ -99,6 +101,32 @@ def test_save_load_round_trip(trained: tuple[PreTrainedTokenizerFast, Path]) -> 
         assert len(loaded) == len(tok)
 
 
+def test_run_length_is_carried_and_truncates(trained, tmp_path: Path) -> None:
+    """A run loads its tokenizer with max_length=model.text.max_length and saves that copy."""
+    from tokenizers import Tokenizer
+
+    tok, out = trained
+    long_text = " ".join(make_reports(20))
+    n_full = len(tok(long_text)["input_ids"])
+    run_tok = load_tokenizer(out, max_length=16)
+    assert run_tok.model_max_length == 16 and n_full > 16
+    assert len(run_tok(long_text, truncation=True)["input_ids"]) == 16
+    assert fertility(run_tok, [long_text]) == fertility(tok, [long_text])  # not cut by the limit
+    run_tok.save_pretrained(tmp_path / "run_tok")
+    for loaded in (
+        AutoTokenizer.from_pretrained(str(tmp_path / "run_tok"), local_files_only=True),
+        load_tokenizer(tmp_path / "run_tok"),
+    ):
+        assert loaded.model_max_length == 16
+        ids = loaded(long_text, truncation=True)["input_ids"]
+        assert len(ids) == 16 and ids[0] == 2 and ids[-1] == 3
+    raw = Tokenizer.from_file(str(tmp_path / "run_tok" / "tokenizer.json"))
+    assert len(raw.encode(long_text).ids) == 16  # plain `tokenizers` users are cut too
+    assert load_tokenizer(out).model_max_length == 256  # the trained directory is unchanged
+    with pytest.raises(DataError, match="max_length"):
+        load_tokenizer(out, max_length=1)
+
+
 def test_missing_path_raises(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not found"):
         load_tokenizer(tmp_path / "nope")
@@ -164,7 +192,10 @@ def test_cli_refuses_unmarked_corpus_and_reports_fertility(tmp_path, capsys) -> 
     out = capsys.readouterr().out
     assert "domain vocabulary" in out and "general vocabulary" in out
     provenance = json.loads((tmp_path / "c" / "provenance.json").read_text())
-    assert provenance == [{"corpus": str(raw), "deid": "scrubbed by --scrub"}]
+    assert provenance == {
+        "text_path": text_path_id(DeidConfig()),
+        "inputs": [{"corpus": str(raw), "deid": "scrubbed by --scrub"}],
+    }
     assert "quackenbush" not in load_tokenizer(tmp_path / "c").get_vocab()
     assert main([*args, "--force", "--no-baseline", "--out", str(tmp_path / "d")]) == 0
     assert is_marked_deidentified("x.deid.txt") and not is_marked_deidentified("x.txt")
@@ -180,6 +211,8 @@ def test_cli_reader_path_deidentifies(tmp_path, capsys) -> None:
     argv = ["tokenizer", "train", "--root", str(root), "--source", "manifest"]
     assert main([*argv, "--vocab-size", "300", "--no-baseline", "--out", str(out)]) == 0
     assert "held-out reports" in capsys.readouterr().out
-    assert json.loads((out / "provenance.json").read_text())[0]["deid"] == "run by this command"
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["inputs"][0]["deid"] == "run by this command"
+    assert provenance["text_path"]["hash"] == text_path_id(DeidConfig())["hash"]
     vocab = load_tokenizer(out).get_vocab()
     assert not any(len(t.strip("#")) >= 5 and t.strip("#").isdigit() for t in vocab)

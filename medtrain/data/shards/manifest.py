@@ -1,15 +1,19 @@
 """The shard directory's manifest: what `medtrain data prepare` wrote, and how to check it.
 
-manifest.json = {"format", "config" (the identity of the writing options and source), "root",
-"shards": [{"name", "count", "bytes", "sha256"}], "total"}. quarantine.jsonl lists rejected
-inputs; .state/ is the writer's resume bookkeeping.
+manifest.json = {"format", "config" (the identity of the writing options and source),
+"text_path" (medtrain.data.text.text_path_id of the texts), "root",
+"shards": [{"name", "count", "splits": {split: count}, "bytes", "sha256"}],
+"total" (samples, bytes, shards, quarantined, splits)}. quarantine.jsonl lists rejected
+inputs; .state/ is the writer's resume bookkeeping. Manifests written before "text_path" and
+"splits" existed still load: their text path is {} and their per-split counts come from the
+config's split when it names one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +23,34 @@ MANIFEST = "manifest.json"
 QUARANTINE = "quarantine.jsonl"
 STATE_DIR = ".state"
 FORMAT_VERSION = 1
+ENTRY_KEYS = ("name", "count", "splits", "bytes", "sha256")  # one shard's manifest entry
 
 
 @dataclass(kw_only=True, slots=True)
 class Manifest:
     root: Path
-    shards: list[dict[str, Any]]  # name, count, bytes, sha256
+    shards: list[dict[str, Any]]  # name, count, splits (absent in old manifests), bytes, sha256
     config: dict[str, Any]
+    text_path: dict[str, Any] = field(default_factory=dict)  # {} in old manifests
 
     @property
     def total(self) -> int:
         return sum(s["count"] for s in self.shards)
+
+    def count(self, split: str | None = None) -> int:
+        """Samples of `split` (None: all). Old manifests without per-shard splits know it only
+        when written for one split (config "split"); DataError otherwise."""
+        if split is None:
+            return self.total
+        if all("splits" in s for s in self.shards):
+            return sum(s["splits"].get(split, 0) for s in self.shards)
+        written = self.config.get("split")
+        if written in (None, "all"):
+            raise DataError(
+                f"{self.root / MANIFEST} has no per-split counts (written before they were "
+                "recorded, with --split all): prepare the shards again"
+            )
+        return self.total if written == split else 0
 
     def fingerprint(self) -> str:
         """Identifies the shard set (names + counts + hashes): a checkpoint's loader position
@@ -49,13 +70,20 @@ def read_manifest(shard_dir: str | Path) -> Manifest:
         )
     try:
         m = json.loads(path.read_text())
-        shards = [{k: s[k] for k in ("name", "count", "bytes", "sha256")} for s in m["shards"]]
+        shards = [{k: s[k] for k in ENTRY_KEYS if k in s or k != "splits"} for s in m["shards"]]
     except (ValueError, KeyError, TypeError) as e:
         raise DataError(f"{path}: malformed shard manifest ({e})") from None
     for s in shards:
         if Path(s["name"]).name != s["name"] or not s["name"].endswith(".tar"):
             raise DataError(f"{path}: bad shard name {s['name']!r} (plain *.tar names only)")
-    return Manifest(root=root, shards=shards, config=m.get("config", {}))
+    for s in shards:
+        if "splits" in s and (
+            not isinstance(s["splits"], dict) or sum(s["splits"].values()) != s["count"]
+        ):
+            raise DataError(f"{path}: shard {s['name']} splits {s['splits']} do not sum to count")
+    return Manifest(
+        root=root, shards=shards, config=m.get("config", {}), text_path=m.get("text_path", {})
+    )
 
 
 def verify_shards(shard_dir: str | Path) -> list[str]:

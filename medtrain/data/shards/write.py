@@ -3,7 +3,8 @@
 Output directory:
 
     shard-000000.tar ...   members per sample: <key>.png, <key>.txt, <key>.json
-    manifest.json          config, per-shard name / count / bytes / sha256, totals
+    manifest.json          config, text path, per-shard name / count / splits / bytes / sha256,
+                           totals (see manifest.py)
     quarantine.jsonl       rejected inputs: {"id", "path", "stage", "reason"}
     .state/                config.json + one <shard>.json per finished shard (resume bookkeeping)
 
@@ -13,8 +14,9 @@ Output directory:
            against 262 / 524 kB as .npy, for ~2.3 / ~4 ms of decode per sample on one core, and
            level 6 saves only ~7% more at 5x the encode time (benchmarks/data/bench_shards.py).
            LCN and normalization stay configurable at load time.
-<key>.txt  training text: `medtrain.data.deid.deidentify` on the raw report (imported lazily:
-           skipped with a warning where that module is absent) then `reports.training_text`.
+<key>.txt  training text: `medtrain.data.text.record_text(rec, deid)`, the one text path
+           (de-identification under `deid`, then sectioning and cleaning); the manifest records
+           its `text_path_id`, and a re-run under another text path is refused.
 <key>.json id, study_id, subject_id, view, split, labels {finding: 1/0/-1/null}, source, bits.
 
 Records are streamed from the source reader; they are shuffled within windows of
@@ -35,7 +37,8 @@ import os
 import re
 import tarfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -44,17 +47,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medtrain.data.config import ShardConfig
+from medtrain.data.config import DeidConfig, ShardConfig
 from medtrain.data.errors import DataError
-from medtrain.data.shards.manifest import FORMAT_VERSION, MANIFEST, QUARANTINE, STATE_DIR
 from medtrain.data.records import Record
-from medtrain.data.reports import training_text
+from medtrain.data.shards.manifest import (
+    ENTRY_KEYS,
+    FORMAT_VERSION,
+    MANIFEST,
+    QUARANTINE,
+    STATE_DIR,
+)
+from medtrain.data.text import describe_text_path, record_text, text_path_id
 
 if TYPE_CHECKING:
     from medtrain.data.config import ImageConfig
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(kw_only=True, slots=True)
@@ -135,16 +143,17 @@ def plan_shards(records: Iterable[Record], cfg: ShardConfig) -> Iterator[ShardJo
 
 
 def source_records(
-    source: str, root: Path, split: str, skipped: QuarantineSink
+    source: str, root: Path, split: str, skipped: QuarantineSink, **options: Any
 ) -> Iterator[Record]:
-    """Stream the source reader's records of `split` ("all": every split)."""
-    from medtrain.data.sources import get_source
+    """Stream the source reader's records of `split` ("all": every split); `options` are the
+    reader options of `medtrain.data.sources.open_source` (views, reports_root, images_root)."""
+    from medtrain.data.sources import open_source
 
     root = Path(root)
-    if not root.is_dir():
+    if not root.exists():  # a folder, or for some readers (manifest) the file itself
         raise DataError(f"source root {root} does not exist")
     splits = None if split == "all" else [split]
-    return get_source(source)(root, splits=splits, skipped=skipped)
+    return open_source(source, root, splits=splits, skipped=skipped, **options)
 
 
 # --------------------------------------------------------------------------------- writing
@@ -174,32 +183,12 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-_DEID: list[Callable[[str], str] | None] = []
-
-
-def _deidentify() -> Callable[[str], str] | None:
-    """`medtrain.data.deid.deidentify` if that module exists (imported once per process)."""
-    if not _DEID:
-        try:
-            from medtrain.data.deid import deidentify
-        except ImportError:
-            deidentify = None
-            log.warning("medtrain.data.deid not found: shard texts are not de-identified")
-        _DEID.append(deidentify)
-    return _DEID[0]
-
-
-def _sample(rec: Record, cfg: ShardConfig, icfg: ImageConfig, source: str):
+def _sample(rec: Record, cfg: ShardConfig, icfg: ImageConfig, source: str, deid: DeidConfig):
     """-> (key, {ext: bytes}) or raises DataError with the stage in `args[1]`."""
     from medtrain.data.images import encode_png, read_fitted
 
-    deid = _deidentify()
     try:
-        raw = rec.report
-        if deid is not None:
-            raw = deid(raw)
-            raw = raw if isinstance(raw, str) else raw.text  # DeidResult(text, spans)
-        text = training_text(raw)
+        text = record_text(rec, deid)
     except DataError as e:
         raise DataError(str(e), "report") from None
     try:
@@ -223,7 +212,9 @@ def _sample(rec: Record, cfg: ShardConfig, icfg: ImageConfig, source: str):
     }
 
 
-def write_shard(job: ShardJob, out: str, cfg: ShardConfig, source: str) -> dict[str, Any]:
+def write_shard(
+    job: ShardJob, out: str, cfg: ShardConfig, source: str, deid: DeidConfig
+) -> dict[str, Any]:
     """Write one shard atomically (temp file + rename); returns its manifest entry + quarantine.
 
     Runs in a worker process: everything it needs comes in the arguments.
@@ -235,13 +226,13 @@ def write_shard(job: ShardJob, out: str, cfg: ShardConfig, source: str) -> dict[
     final = out_dir / job.name
     tmp = out_dir / f"{job.name}.tmp-{os.getpid()}"
     icfg = cfg.image_config()
-    quarantine, keys, t0 = [], set(), time.perf_counter()
+    quarantine, keys, splits, t0 = [], set(), Counter(), time.perf_counter()
     with open(tmp, "wb") as f:
         hw = _HashingWriter(f)
         with tarfile.open(fileobj=hw, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for rec in job.records:
                 try:
-                    key, members = _sample(rec, cfg, icfg, source)
+                    key, members = _sample(rec, cfg, icfg, source, deid)
                 except DataError as e:
                     stage = e.args[1] if len(e.args) > 1 else "sample"
                     path = str(rec.image_path)
@@ -252,11 +243,18 @@ def write_shard(job: ShardJob, out: str, cfg: ShardConfig, source: str) -> dict[
                     quarantine.append(quarantine_entry(rec.id, str(rec.image_path), "key", reason))
                     continue
                 keys.add(key)
+                splits[rec.split] += 1
                 for ext, data in members.items():
                     _add(tar, f"{key}.{ext}", data)
         f.flush()
         os.fsync(f.fileno())
-    entry = {"name": job.name, "count": len(keys), "bytes": hw.n, "sha256": hw.sha.hexdigest()}
+    entry = {
+        "name": job.name,
+        "count": len(keys),
+        "splits": dict(sorted(splits.items())),
+        "bytes": hw.n,
+        "sha256": hw.sha.hexdigest(),
+    }
     state = {**entry, "quarantine": quarantine, "seconds": time.perf_counter() - t0}
     _write_json_atomic(out_dir / STATE_DIR / f"{job.name}.json", state)
     os.replace(tmp, final)  # the tar appears last: tar present => its state file is too
@@ -279,9 +277,17 @@ def _finished(out: Path, name: str) -> dict[str, Any] | None:
 
 
 def _check_config(out: Path, identity: dict[str, Any]) -> None:
+    """Record the writing identity in a new `out`; refuse an `out` written under another one."""
     path = out / STATE_DIR / "config.json"
     if path.is_file():
         before = json.loads(path.read_text())
+        if before.get("text_path") != identity["text_path"]:
+            raise DataError(
+                f"{out} holds shards written under another text path "
+                f"({describe_text_path(before.get('text_path', {}))}; this run: "
+                f"{describe_text_path(identity['text_path'])}): the de-identification rules, "
+                "the sectioning or data.deid differ. Use a new output directory"
+            )
         if before != identity:
             diff = {k: (before.get(k), v) for k, v in identity.items() if before.get(k) != v}
             raise DataError(
@@ -304,18 +310,35 @@ def prepare_shards(
     cfg: ShardConfig | None = None,
     dry_run: bool = False,
     records: Iterable[Record] | None = None,
+    deid: DeidConfig | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Write (or finish writing) the shards of `split` of `source` under `out`.
 
+    Texts go through the one text path under `deid` (default DeidConfig(): rules, all kinds).
+    `options` are reader options passed to `open_source` (views, reports_root, images_root).
     Returns a summary. `dry_run` enumerates and plans only (no images are read). `records`
     replaces the source reader (benchmarks, tests).
     """
     cfg = cfg or ShardConfig()
+    deid = deid if deid is not None else DeidConfig()
     out = Path(out)
-    identity = {"format": FORMAT_VERSION, "source": source, "split": split, **cfg.identity()}
+    text_path = text_path_id(deid)
+    identity = {
+        "format": FORMAT_VERSION,
+        "source": source,
+        "split": split,
+        **cfg.identity(),
+        "reader": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(options.items())},
+        "text_path": text_path,
+    }
     t0 = time.perf_counter()
     sink = QuarantineSink(None)
-    stream = records if records is not None else source_records(source, Path(root), split, sink)
+    stream = (
+        records
+        if records is not None
+        else source_records(source, Path(root), split, sink, **options)
+    )
     if not dry_run:  # after the source name and root were checked
         (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
         _check_config(out, identity)
@@ -326,7 +349,7 @@ def prepare_shards(
     counts = {"planned": 0, "skipped_done": 0, "written": 0, "records": 0}
 
     def finish(result: dict[str, Any], index: int) -> None:
-        entries[index] = {k: result[k] for k in ("name", "count", "bytes", "sha256")}
+        entries[index] = {k: result[k] for k in ENTRY_KEYS}
         counts["written"] += 1
 
     pool = (
@@ -343,13 +366,13 @@ def prepare_shards(
                 continue
             done = _finished(out, job.name)
             if done is not None:
-                entries[job.index] = {k: done[k] for k in ("name", "count", "bytes", "sha256")}
+                entries[job.index] = {k: done[k] for k in ENTRY_KEYS}
                 counts["skipped_done"] += 1
                 continue
             if pool is None:
-                finish(write_shard(job, str(out), cfg, source), job.index)
+                finish(write_shard(job, str(out), cfg, source, deid), job.index)
                 continue
-            pending[pool.submit(write_shard, job, str(out), cfg, source)] = job.index
+            pending[pool.submit(write_shard, job, str(out), cfg, source, deid)] = job.index
             if len(pending) >= 2 * cfg.workers:  # bounded in-flight jobs
                 ready, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in ready:
@@ -373,6 +396,7 @@ def prepare_shards(
     manifest = {
         "format": FORMAT_VERSION,
         "config": identity,
+        "text_path": text_path,
         "root": str(root),
         "shards": shards,
         "total": {
@@ -380,6 +404,7 @@ def prepare_shards(
             "bytes": sum(e["bytes"] for e in shards),
             "shards": len(shards),
             "quarantined": n_quarantined,
+            "splits": dict(sorted(sum((Counter(e["splits"]) for e in shards), Counter()).items())),
         },
     }
     _write_json_atomic(out / MANIFEST, manifest)
