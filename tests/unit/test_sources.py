@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import json
 import shutil
@@ -12,10 +13,9 @@ import pydicom
 import pytest
 from PIL import Image
 
-from medtrain.cli.data import LAYOUTS as CLI_LAYOUTS
+from medtrain.data.config import DeidConfig
 from medtrain.data.errors import DataError
 from medtrain.data.labels import CHEXPERT_LABELS
-from medtrain.data.reports import training_text
 from medtrain.data.sources import (
     SOURCES,
     get_source,
@@ -27,6 +27,7 @@ from medtrain.data.sources import (
 )
 from medtrain.data.sources.common import hash_split, pseudonym
 from medtrain.data.sources.openi import mesh_labels, openi_split
+from medtrain.data.text import record_text
 from medtrain.synth.generate import LAYOUTS, SynthConfig, generate
 
 N = 30
@@ -77,7 +78,7 @@ def test_mimic_record_fields_and_splits(mimic):
     for split in ("train", "validate"):
         subset = list(iter_mimic_cxr(mimic, splits=[split]))
         assert subset and all(x.split == split for x in subset)
-    assert all(training_text(x.report) for x in records)
+    assert all(record_text(x, DeidConfig()) for x in records)
 
 
 def test_mimic_uncertain_and_blank_kept_distinct(mimic):
@@ -131,7 +132,7 @@ def test_openi_records_labels_and_report(openi):
     assert r.study_id == "CXR1" and r.id.startswith("CXR1_") and r.image_path.is_file()
     assert r.report.startswith("COMPARISON: ")
     assert "\nFINDINGS: " in r.report or "\nIMPRESSION: " in r.report
-    assert all(training_text(x.report) for x in records)
+    assert all(record_text(x, DeidConfig()) for x in records)
     assert all(x.split == openi_split(x.study_id) for x in records)
     positives = {n for x in records for n, v in x.labels.items() if v == 1.0}
     assert "No Finding" in positives and len(positives) >= 3
@@ -167,7 +168,9 @@ def test_mesh_label_mapping_and_split_stability():
 def test_registry_and_unknown_source():
     assert get_source("mimic-cxr-jpg") is iter_mimic_cxr and get_source("openi") is iter_openi
     assert set(SOURCES) == {"mimic-cxr-jpg", "openi", "r2gen", "dicom", "manifest"}
-    assert set(SOURCES) == set(LAYOUTS) == set(CLI_LAYOUTS)  # every layout has its reader
+    (layout,) = [f for f in dataclasses.fields(SynthConfig) if f.name == "layout"]
+    cli_layouts = layout.metadata["choices"]  # `data synth --layout` flags come from it
+    assert set(SOURCES) == set(LAYOUTS) == set(cli_layouts)  # every layout has its reader
     with pytest.raises(DataError, match="mimic-cxr-jpg") as err:
         get_source("chexpert-plus")
     assert "openi" in str(err.value) and "chexpert-plus" in str(err.value)
@@ -210,7 +213,7 @@ def test_r2gen_records_ids_and_splits(r2gen):
         assert set(r.labels) == set(CHEXPERT_LABELS) and all(v is None for v in r.labels.values())
     assert {r.split for r in records} == {"train", "validate", "test"}
     assert all(r.split == "validate" for r in iter_r2gen(r2gen, splits=["val"]))
-    assert all(training_text(r.report) for r in records)
+    assert all(record_text(r, DeidConfig()) for r in records)
 
 
 def test_r2gen_skips_and_errors(r2gen, tmp_path):
@@ -268,7 +271,7 @@ def test_dicom_records_pseudonyms_reports_views(dicom):
         assert r.split == hash_split(r.subject_id)
         assert not any(p in f"{r.id}{r.study_id}{r.subject_id}" for p in patients)
     assert {r.view for r in records} >= {"LATERAL"} and all(
-        training_text(r.report) for r in records
+        record_text(r, DeidConfig()) for r in records
     )
     assert all(r.view == "LATERAL" for r in iter_dicom(dicom, views=["LL"]))
     assert all(r.split == "test" for r in iter_dicom(dicom, splits=["test"]))
@@ -344,11 +347,11 @@ def test_manifest_defaults_paths_skips_and_errors(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n{broken\n")
     skipped: list[tuple[str, str]] = []
     recs = {r.id: r for r in iter_manifest(path, skipped=skipped)}
-    assert set(recs) == {"imgs/a.png", "imgs/b.jpg", "abs"}
-    a = recs["imgs/a.png"]
-    assert a.labels == {"Edema": -1.0} and a.split == hash_split("imgs/a.png")
+    assert set(recs) == {"m-1", "m-2", "abs"}  # row keys: <manifest stem>-<line>
+    a = recs["m-1"]
+    assert a.labels == {"Edema": -1.0} and a.split == hash_split("imgs/a.png")  # by image
     assert a.image_path == (tmp_path / "imgs" / "a.png").resolve()
-    assert recs["imgs/b.jpg"].split == "validate" and recs["abs"].image_path == outside.resolve()
+    assert recs["m-2"].split == "validate" and recs["abs"].image_path == outside.resolve()
     reasons = " | ".join(r for _, r in skipped)
     assert "missing image" in reasons and "empty report" in reasons and "not valid JSON" in reasons
     for bad, match in (

@@ -5,7 +5,7 @@ Order (a function of seed, epoch and the shard set only):
   * a shard's samples come out of a buffer shuffle (`buffer` samples) seeded by
     (seed, e, shard), reading the tar sequentially; position p = p-th sample emitted.
 
-Split: there are C = world_size x max(1, num_workers) consumers; consumer c = rank * K + worker
+Consumers: there are C = world_size x max(1, num_workers); consumer c = rank * K + worker
 takes every C-th shard of the epoch's list of not-yet-finished shards. Every consumer streams
 endlessly (epoch e, then e + 1, ...), so no rank runs dry at an epoch end, nothing is dropped
 and no batch is padded: epochs overlap by at most one shard per consumer.
@@ -16,6 +16,20 @@ order. The main process updates it from the (epoch, shard, position) tags of the
 actually receives, so prefetched batches are not counted. On resume with any number of ranks
 and workers, each shard continues at its offset (earlier positions are re-read but not decoded):
 the samples of every epoch are seen exactly once.
+
+Data split (`split`, None: all): shards written with `--split all` hold train, validate and test
+samples; the stream hands out only those of `split`, read from each sample's json member before
+its PNG is decoded. Positions still count every sample of the shard order: a skipped sample is
+simply never handed out, and the shard's "closed" event completes it, so skipped trailing
+samples break neither resume nor epoch completion. Shards without a sample of the split (per
+the manifest's per-shard "splits" counts) are not planned at all; a stream over shards without
+any sample of its split is a DataError.
+
+Stored images (what other readers must know): `<key>.png` is a single-channel PNG, 8-bit when
+the json's "bits" is 8 (value / 255 = intensity in [0, 1]) and 16-bit when it is 16 (value /
+65535; DICOM and 16-bit sources). Stock `webdataset` image decoders assume 8 bits and turn
+16-bit PNGs all white: decode with `.decode(webdataset_png_decoder)` instead, which returns the
+(S, S) float32 intensity in [0, 1] for both depths, the same values medtrain itself trains on.
 
 Bad data is never fatal: corrupt members (undecodable PNG/JSON, missing parts) and unreadable
 tail of a truncated tar are skipped and counted; members with absolute or `..` paths or that are
@@ -33,14 +47,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from medtrain.data.errors import DataError
 from medtrain.data.config import ImageConfig
+from medtrain.data.errors import DataError
 from medtrain.data.images import decode_png
 from medtrain.data.labels import CHEXPERT_LABELS
+from medtrain.data.records import Sample
 from medtrain.data.shards.manifest import Manifest, read_manifest
 
 log = logging.getLogger(__name__)
@@ -114,8 +130,8 @@ def buffer_shuffle(samples: Iterator[Any], rng: np.random.Generator, size: int) 
         yield buf[i]
 
 
-def decode_sample(raw: dict[str, Any], image_size: int, icfg: ImageConfig, where: str) -> dict:
-    """Raw members -> {"id", "pixel_values" (1, S, S), "text", "labels" (14,)}; DataError."""
+def decode_sample(raw: dict[str, Any], image_size: int, icfg: ImageConfig, where: str) -> Sample:
+    """Raw members -> `Sample` (pixel_values (1, S, S), text, labels (14,)); DataError."""
     name = f"{where}:{raw.get('__key__')}"
     missing = [ext for ext in ("png", "txt", "json") if ext not in raw]
     if missing:
@@ -131,12 +147,72 @@ def decode_sample(raw: dict[str, Any], image_size: int, icfg: ImageConfig, where
     if not text.strip():
         raise DataError(f"{name}: empty text")
     pixels = decode_png(raw["png"], image_size, icfg, name)  # (1, S, S)
-    return {
-        "id": str(meta.get("id", raw["__key__"])),
-        "pixel_values": pixels,
-        "text": text,
-        "labels": label_t,
-    }
+    return Sample(
+        id=str(meta.get("id", raw["__key__"])), pixel_values=pixels, labels=label_t, text=text
+    )
+
+
+def sample_split(raw: dict[str, Any]) -> str | None:
+    """The split named by a raw sample's json member ("" when it names none); None when the
+    member is missing or unreadable (decoding then counts the sample as corrupt)."""
+    try:
+        meta = json.loads(raw["json"])
+        return str(meta.get("split") or "")
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def webdataset_png_decoder(key: str, data: bytes) -> np.ndarray | None:
+    """`webdataset` decode handler for medtrain's stored PNGs (8- and 16-bit grayscale):
+
+        wds.WebDataset(urls).decode(webdataset_png_decoder)  # sample["png"]: (S, S) float32
+
+    returns the intensity in [0, 1] (value / 255 or / 65535 by the PNG's own depth). Members
+    that are not .png, and PNGs that are not 8/16-bit grayscale, return None so the next handler
+    decides; an undecodable PNG is a DataError."""
+    if key.rsplit(".", 1)[-1].lower() != "png":
+        return None
+    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise DataError(f"{key}: not a decodable PNG")
+    if arr.ndim != 2 or arr.dtype not in (np.uint8, np.uint16):
+        return None
+    x = arr.astype(np.float32)  # (S, S)
+    x *= np.float32(1.0 / (255.0 if arr.dtype == np.uint8 else 65535.0))
+    return x
+
+
+def split_counts(manifest: Manifest, split: str | None) -> list[int] | None:
+    """Samples of `split` per shard (None: all samples): from the per-shard "splits" counts, or
+    for manifests written before those from the writing option (a single split); None when
+    unknown (an old `--split all` manifest: see `scan_split_counts`)."""
+    if split is None:
+        return [int(s["count"]) for s in manifest.shards]
+    if all("splits" in s for s in manifest.shards):
+        return [int(s["splits"].get(split, 0)) for s in manifest.shards]
+    written = manifest.config.get("split")
+    if written in (None, "all"):
+        return None
+    return [int(s["count"]) if written == split else 0 for s in manifest.shards]
+
+
+def scan_split_counts(manifest: Manifest, split: str) -> list[int]:
+    """Samples of `split` per shard counted from the json members (old `--split all` manifests
+    without per-shard counts; reads the tar headers and the small json members only)."""
+    log.info("%s: counting split %r from the json members (old manifest)", manifest.root, split)
+    counts = []
+    for s in manifest.shards:
+        n = 0
+        try:
+            with tarfile.open(manifest.root / s["name"], mode="r:") as tar:
+                for info in tar:
+                    if unsafe_member(info) is None and info.name.lower().endswith(".json"):
+                        f = tar.extractfile(info)
+                        n += f is not None and sample_split({"json": f.read()}) == split
+        except (tarfile.TarError, OSError, EOFError):
+            pass  # a truncated shard: what was counted (the stream skips the rest too)
+        counts.append(n)
+    return counts
 
 
 # ------------------------------------------------------------------------------------ state
@@ -145,12 +221,23 @@ def decode_sample(raw: dict[str, Any], image_size: int, icfg: ImageConfig, where
 class StreamState:
     """Which samples of which epoch have been handed out; see the module docstring."""
 
-    def __init__(self, manifest: Manifest, *, seed: int, buffer: int) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        *,
+        seed: int,
+        buffer: int,
+        split: str | None = None,
+        wanted: list[int] | None = None,
+    ) -> None:
         self.names = [s["name"] for s in manifest.shards]
-        self.counts = [int(s["count"]) for s in manifest.shards]
+        self.counts = [int(s["count"]) for s in manifest.shards]  # positions count these
+        self.wanted = list(self.counts) if wanted is None else wanted  # samples of `split`
         self.index = {n: i for i, n in enumerate(self.names)}
-        self.nonempty = sum(c > 0 for c in self.counts)  # a shard may hold 0 (all quarantined)
+        # planned shards: a shard may hold 0 samples (all quarantined) or none of the split
+        self.nonempty = sum(w > 0 for w in self.wanted)
         self.fingerprint, self.seed, self.buffer = manifest.fingerprint(), seed, buffer
+        self.split = split
         self.epoch = 0  # oldest epoch not yet complete
         self.consumed: dict[int, dict[int, int]] = {}  # epoch -> shard index -> prefix length
         self.complete: dict[int, int] = {}  # epoch -> number of finished shards
@@ -164,13 +251,17 @@ class StreamState:
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.names)).tolist()
 
     def remaining(self, epoch: int) -> list[tuple[int, int]]:
-        """(shard index, start position) of unfinished shards of `epoch`, in epoch order."""
+        """(shard index, start position) of unfinished planned shards of `epoch`, in order."""
         done = self.consumed.get(epoch, {})
-        return [(s, done.get(s, 0)) for s in self.order(epoch) if done.get(s, 0) < self.counts[s]]
+        return [
+            (s, done.get(s, 0))
+            for s in self.order(epoch)
+            if self.wanted[s] > 0 and done.get(s, 0) < self.counts[s]
+        ]
 
     def advance(self, epoch: int, shard: int, upto: int) -> None:
-        if epoch < self.epoch:
-            return  # already complete
+        if epoch < self.epoch or self.wanted[shard] == 0:
+            return  # already complete, or a shard without the split (never planned)
         per = self.consumed.setdefault(epoch, {})
         before = per.get(shard, 0)
         upto = min(upto, self.counts[shard])
@@ -203,6 +294,7 @@ class StreamState:
             "fingerprint": self.fingerprint,
             "seed": self.seed,
             "buffer": self.buffer,
+            "split": self.split,
             "epoch": self.epoch,
             "consumed": {
                 str(e): {self.names[s]: n for s, n in sorted(per.items())}
@@ -225,6 +317,11 @@ class StreamState:
                     f"{mine!r}: resuming needs the same shard set, train.seed and "
                     "data.shuffle_buffer"
                 )
+        if "split" in d and d["split"] != self.split:  # states before split filtering: any
+            raise DataError(
+                f"checkpointed loader state streams split {d['split']!r} but this run streams "
+                f"{self.split!r}: resume with the same data split"
+            )
         self.epoch, self.consumed, self.complete = int(d["epoch"]), {}, {}
         for e, per in d["consumed"].items():
             for name, n in per.items():
@@ -263,8 +360,9 @@ def merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:
 class ShardStream(IterableDataset):
     """Endless stream of decoded samples for this rank; one consumer per dataloader worker.
 
-    Each sample also carries "_pos" (epoch, shard, position) and "_events" (shards closed and
-    corrupt / rejected members since the previous sample of this consumer) for `ShardLoader`.
+    Yields (Sample, tag) pairs for `ShardLoader`: tag = ((epoch, shard, position), events), events
+    = shards closed and corrupt / rejected members since the previous sample of this consumer.
+    split: the data split to stream (None: every sample); see "Data split" in the module doc.
     """
 
     def __init__(
@@ -278,6 +376,7 @@ class ShardStream(IterableDataset):
         world: int = 1,
         buffer: int = 256,
         state: dict[str, Any] | None = None,
+        split: str | None = None,
     ) -> None:
         self.manifest = read_manifest(shard_dir)
         if not self.manifest.shards or self.manifest.total == 0:
@@ -285,13 +384,25 @@ class ShardStream(IterableDataset):
         if buffer < 1:
             raise DataError(f"data.shuffle_buffer must be >= 1, got {buffer}")
         self.image_size, self.image, self.rank, self.world = image_size, image, rank, world
-        self.start = StreamState(self.manifest, seed=seed, buffer=buffer)
+        self.split = split
+        wanted = split_counts(self.manifest, split)
+        if wanted is None:
+            wanted = scan_split_counts(self.manifest, split)  # type: ignore[arg-type]
+        if sum(wanted) == 0:
+            written = self.manifest.config.get("split", "?")
+            raise DataError(
+                f"{shard_dir}: the shards hold no sample of split {split!r} (written with "
+                f"--split {written}); prepare shards with --split {split} or --split all"
+            )
+        self.start = StreamState(
+            self.manifest, seed=seed, buffer=buffer, split=split, wanted=wanted
+        )
         if state is not None:
             self.start.load(state)
 
     @property
-    def samples_per_epoch(self) -> int:  # all ranks; the stream itself is endless
-        return self.manifest.total
+    def samples_per_epoch(self) -> int:  # all ranks, samples of the split; the stream is endless
+        return sum(self.start.wanted)
 
     def consumers(self) -> tuple[int, int]:
         info = get_worker_info()
@@ -302,7 +413,8 @@ class ShardStream(IterableDataset):
         """(epoch, shard, start position) for one consumer, from the frozen start state."""
         if self.start.nonempty < n_consumers:
             raise DataError(
-                f"{self.manifest.root}: {self.start.nonempty} non-empty shards cannot feed "
+                f"{self.manifest.root}: {self.start.nonempty} shards with samples"
+                f"{'' if self.split is None else f' of split {self.split!r}'} cannot feed "
                 f"{n_consumers} consumers (ranks x dataloader workers); write smaller shards "
                 "or use fewer data.num_workers"
             )
@@ -327,6 +439,8 @@ class ShardStream(IterableDataset):
                 if pos < offset:  # handed out before the checkpoint: not decoded again
                     stats.update(corrupt=0, rejected=0)  # and counted then
                     continue
+                if self.split is not None and sample_split(raw) not in (self.split, None):
+                    continue  # another split: never decoded nor handed out ("closed" covers it)
                 try:
                     sample = decode_sample(raw, self.image_size, self.image, str(path))
                 except DataError as e:
@@ -336,29 +450,30 @@ class ShardStream(IterableDataset):
                 for k in ("corrupt", "rejected"):
                     events[k] += stats[k]
                     stats[k] = 0
-                sample["_pos"], sample["_events"] = (epoch, shard, pos), events
+                tag = ((epoch, shard, pos), events)
                 events = {"closed": [], "corrupt": 0, "rejected": 0}
                 yielded += 1
-                yield sample
+                yield sample, tag
             for k in ("corrupt", "rejected"):
                 events[k] += stats[k]
             events["closed"].append((epoch, shard))
             idle = 0 if yielded else idle + 1
             if idle > len(names):
+                of = "" if self.split is None else f" of split {self.split!r}"
                 raise DataError(
-                    f"{self.manifest.root}: no readable sample in {idle} consecutive shards"
+                    f"{self.manifest.root}: no readable sample{of} in {idle} consecutive shards"
                 )
 
 
 class _TaggedCollate:
     """collate_fn wrapper: -> (tags, batch); tags = [((epoch, shard, pos), events), ...]."""
 
-    def __init__(self, collate_fn: Callable[[list[dict]], Any]) -> None:
+    def __init__(self, collate_fn: Callable[[list[Sample]], Any]) -> None:
         self.collate_fn = collate_fn
 
-    def __call__(self, samples: list[dict[str, Any]]):
-        tags = [(s.pop("_pos"), s.pop("_events")) for s in samples]
-        return tags, self.collate_fn(samples)
+    def __call__(self, tagged: list[tuple[Sample, Any]]):
+        tags = [tag for _, tag in tagged]
+        return tags, self.collate_fn([sample for sample, _ in tagged])
 
 
 class ShardLoader:
@@ -372,7 +487,7 @@ class ShardLoader:
         stream: ShardStream,
         *,
         batch_size: int,
-        collate_fn: Callable[[list[dict]], Any],
+        collate_fn: Callable[[list[Sample]], Any],
         num_workers: int = 0,
         pin_memory: bool = False,
     ) -> None:
@@ -403,33 +518,56 @@ class ShardLoader:
 
 
 class ShardIndexDataset(Dataset):
-    """Random access to the first `limit` samples of a shard directory (evaluation).
+    """Random access to the first `limit` samples (0: all) of `split` (None: every sample) of a
+    shard directory, in shard order (evaluation).
 
-    Indexes member offsets from the tar headers once; items are read with a seek each.
+    Indexes member offsets from the tar headers once (and, with a split, reads the small json
+    members to keep that split's samples); items are read with a seek each.
     """
 
     def __init__(
-        self, shard_dir: str | Path, *, image_size: int, image: ImageConfig, limit: int = 0
+        self,
+        shard_dir: str | Path,
+        *,
+        image_size: int,
+        image: ImageConfig,
+        limit: int = 0,
+        split: str | None = None,
     ) -> None:
         self.manifest = read_manifest(shard_dir)
-        self.image_size, self.image = image_size, image
+        self.image_size, self.image, self.split = image_size, image, split
         self.items: list[tuple[Path, str, dict[str, tuple[int, int]]]] = []
-        for s in self.manifest.shards:
+        wanted = split_counts(self.manifest, split)  # None (unknown): look at every shard
+        for i, s in enumerate(self.manifest.shards):
+            if wanted is not None and wanted[i] == 0:
+                continue
             path = self.manifest.root / s["name"]
+            found: list[tuple[Path, str, dict[str, tuple[int, int]]]] = []
             with tarfile.open(path, mode="r:") as tar:
                 for info in tar.getmembers():
                     if unsafe_member(info) is not None or "." not in info.name:
                         continue
                     key, ext = info.name.split(".", 1)
-                    if not self.items or self.items[-1][1] != key or self.items[-1][0] != path:
-                        if limit and len(self.items) == limit:
-                            break
-                        self.items.append((path, key, {}))
-                    self.items[-1][2][ext] = (info.offset_data, info.size)
+                    if not found or found[-1][1] != key:
+                        found.append((path, key, {}))
+                    found[-1][2][ext] = (info.offset_data, info.size)
+            if split is not None:
+                with path.open("rb") as f:
+                    found = [it for it in found if self._split_of(f, it[2]) in (split, None)]
+            self.items += found[: limit - len(self.items)] if limit else found
             if limit and len(self.items) >= limit:
                 break
         if not self.items:
-            raise DataError(f"{shard_dir}: no samples in the shards")
+            of = "" if split is None else f" of split {split!r}"
+            raise DataError(f"{shard_dir}: no samples{of} in the shards")
+
+    @staticmethod
+    def _split_of(f: Any, members: dict[str, tuple[int, int]]) -> str | None:
+        if "json" not in members:
+            return None  # decoding reports the missing member
+        offset, size = members["json"]
+        f.seek(offset)
+        return sample_split({"json": f.read(size)})
 
     def __len__(self) -> int:
         return len(self.items)

@@ -2,7 +2,10 @@
 
 Every reader takes the root (a folder, or for "manifest" also the manifest file) and keyword
 arguments `splits` (None: all) and `skipped` (a list that receives (id, reason) for every item
-it could not use: missing file, unreadable header or XML, report without text).
+it could not use: missing file, unreadable header or XML, report without text). Options
+beyond those are reader-specific (READER_OPTIONS): "mimic-cxr-jpg" takes `views` and
+`reports_root` (where the separate reports archive lives; None searches the usual places),
+"openi" takes `images_root` (where the PNGs are; None searches the usual places).
 """
 
 from __future__ import annotations

@@ -8,16 +8,22 @@ manifest.jsonl / manifest.csv. Relative image paths resolve against the manifest
 - CSV with a header: columns image and report, optionally id, split, study_id, subject_id,
   view; every other column is a label (cells 1 / 0 / -1, as 1.0 etc., or blank).
 
-Defaults: id = the image path as written; study_id = id; split = hash of subject_id, else
+Keys: id = the `id` column where the row has one, else `<manifest stem>-<line>` (the line the
+row starts on, as in error messages: stable for a file). Several rows may name one image (VQA
+questions, report revisions): each is its own record. A repeated explicit id is skipped (the
+first row keeps it). Defaults: study_id = the explicit id, else the image path as written, so
+rows sharing an image without ids share a study and a split; split = hash of subject_id, else
 study_id (80/10/10, one group one split). Labels: 1.0 / 0.0 / -1.0 / None for blank or null,
 any label names. image_kind "dicom" for *.dcm / *.dicom images.
 Schema errors (unknown JSONL keys, missing CSV columns, bad split or label values) raise
-DataError naming file and line; a missing image, empty report or unparsable line is skipped.
+DataError naming file and line; a missing image, empty report, unparsable line or repeated id is
+skipped.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -49,7 +55,7 @@ def find_manifest(root: Path) -> Path:
     return found[0]
 
 
-def _jsonl_rows(path: Path, skip: SkipLog) -> Iterator[tuple[str, dict[str, Any]]]:
+def _jsonl_rows(path: Path, skip: SkipLog) -> Iterator[tuple[int, dict[str, Any]]]:
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
             where = f"{path} line {n}"
@@ -72,10 +78,16 @@ def _jsonl_rows(path: Path, skip: SkipLog) -> Iterator[tuple[str, dict[str, Any]
             if not isinstance(labels, dict):
                 raise DataError(f"{where}: labels must be an object of name -> 1 / 0 / -1 / null")
             row["labels"] = {str(k): parse_label(v, where) for k, v in labels.items()}
-            yield where, row
+            yield n, row
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+def _breaks(cells: dict[Any, Any]) -> int:
+    """Line breaks inside a CSV row's cells, as the file iterator counts lines (\n, \r, \r\n)."""
+    text = "".join(v if isinstance(v, str) else "".join(v) for v in cells.values() if v is not None)
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
         columns = list(reader.fieldnames or ())
@@ -83,11 +95,12 @@ def _csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         if missing:
             raise DataError(f"{path}: missing columns {sorted(missing)}; header is {columns}")
         label_cols = [c for c in columns if c not in FIELDS]
-        for n, cells in enumerate(reader, start=2):
+        for cells in reader:
+            n = reader.line_num - _breaks(cells)  # the row's first line (quoted cells may span)
             where = f"{path} line {n}"
             row: dict[str, Any] = {c: cells[c] for c in FIELDS if c in cells}
             row["labels"] = {c: parse_label(cells[c], where) for c in label_cols}
-            yield where, row
+            yield n, row
 
 
 def iter_manifest(
@@ -96,17 +109,25 @@ def iter_manifest(
     splits: Sequence[str] | None = None,
     skipped: list[tuple[str, str]] | None = None,
 ) -> Iterator[Record]:
-    """One Record per manifest row, in file order."""
+    """One Record per manifest row, in file order (keys and defaults: module docstring)."""
     path = find_manifest(Path(root))
     base = path.parent.resolve()
     keep = None if splits is None else {normalize_split(s, "splits") for s in splits}
     skip = SkipLog(skipped)
+    seen: set[bytes] = set()  # 8-byte digests of the ids so far (~50 bytes a row, not the ids)
     rows = _jsonl_rows(path, skip) if path.suffix.lower() == ".jsonl" else _csv_rows(path)
-    for where, row in rows:
+    for line, row in rows:
+        where = f"{path} line {line}"
         image_rel = str(row.get("image") or "").strip()
-        rid = str(row.get("id") or "").strip() or image_rel
+        explicit = str(row.get("id") or "").strip()
+        rid = explicit or f"{path.stem}-{line}"
+        digest = hashlib.blake2b(rid.encode("utf-8"), digest_size=8).digest()
+        if digest in seen:
+            skip(rid, f"repeated id {rid!r}: an earlier row has it ({where})")
+            continue
+        seen.add(digest)
         if not image_rel:
-            skip(rid or where, f"no image path ({where})")
+            skip(rid, f"no image path ({where})")
             continue
         report = row.get("report")
         if not isinstance(report, str) or not report.strip():
@@ -116,7 +137,7 @@ def iter_manifest(
         if not image.is_file():
             skip(rid, f"missing image {image} ({where})")
             continue
-        study = str(row.get("study_id") or "").strip() or rid
+        study = str(row.get("study_id") or "").strip() or explicit or image_rel
         subject = str(row.get("subject_id") or "").strip()
         raw_split = str(row.get("split") or "").strip()
         split = normalize_split(raw_split, where) if raw_split else hash_split(subject or study)

@@ -1,8 +1,15 @@
 """MIMIC-CXR-JPG reader: streams the gzip metadata CSV and pairs images with study reports.
 
-Layout (DESIGN.md section 6): `files/pXX/pSUBJECT/sSTUDY/<dicom_id>.jpg`, reports at
-`files/pXX/pSUBJECT/sSTUDY.txt`, CSVs `mimic-cxr-2.0.0-{metadata,split,chexpert,negbio}.csv.gz`
-in the root.
+Layout (DESIGN.md section 6): `files/pXX/pSUBJECT/sSTUDY/<dicom_id>.jpg`, CSVs
+`mimic-cxr-2.0.0-{metadata,split,chexpert,negbio}.csv.gz` in the root. Reports
+`pXX/pSUBJECT/sSTUDY.txt` come from a separate archive (MIMIC-CXR's mimic-cxr-reports.zip unpacks
+as `mimic-cxr-reports/files/p10/...`); they are looked for once per run, in this order, in the
+`files/` folders of: the JPG tree itself (merged), `<root>/reports`, `<root>/mimic-cxr-reports`,
+and the sibling folders `<root>/../mimic-cxr-reports`, `<root>/../reports`; or only where
+`reports_root` says (that folder's `files/`, its `mimic-cxr-reports/files/`, or the folder
+itself). The first place holding the report of one of the first PROBE_STUDIES studies of the
+metadata wins; none (while the JPG tree has those studies' images) is a DataError listing the
+places searched.
 
 Memory stays bounded whatever the size of the source: the split table (per dicom) and the label
 table (per study) are streamed into a temporary on-disk SQLite database (in the system temp
@@ -37,6 +44,8 @@ LABEL_CSVS = {
 }
 
 BATCH_ROWS = 4096  # metadata rows read and looked up at a time
+REPORT_ARCHIVE = "mimic-cxr-reports"  # the folder mimic-cxr-reports.zip unpacks to
+PROBE_STUDIES = 64  # distinct studies from the head of the metadata that locate the reports
 _IN_MAX = 512  # keys per `WHERE key IN (...)` query (below every SQLite variable limit)
 _CACHE_KIB = 16 * 1024  # SQLite page cache bound
 _KNOWN_CELLS = ("", "1.0", "0.0", "-1.0")  # label cells as the public CSVs write them
@@ -135,23 +144,80 @@ def _lookup(db: sqlite3.Connection, table: str, key: str, keys: Iterable[str]) -
     return found
 
 
+def report_places(root: Path, reports_root: str | Path | None = None) -> list[Path]:
+    """The folders searched, in order, for `pXX/pSUBJECT/sSTUDY.txt` (see module docstring)."""
+    root = Path(root)
+    if reports_root:
+        given = Path(reports_root)
+        return [given / "files", given / REPORT_ARCHIVE / "files", given]
+    parent = root.resolve().parent
+    return [
+        root / "files",
+        root / "reports" / "files",
+        root / REPORT_ARCHIVE / "files",
+        parent / REPORT_ARCHIVE / "files",
+        parent / "reports" / "files",
+    ]
+
+
+def _report_file(files: Path, subject: str, study: str) -> Path:
+    return files / f"p{subject[:2]}" / f"p{subject}" / f"s{study}.txt"
+
+
+def find_reports(root: Path, metadata: Path, reports_root: str | Path | None = None) -> Path | None:
+    """The `files/` folder holding the reports (once per run): the first of `report_places`
+    with the report of one of the first PROBE_STUDIES studies of the metadata. None when the
+    metadata lists no study, or (reports_root unset) when the JPG tree holds none of those
+    studies' images either (no files at all: each image is then skipped as missing);
+    DataError naming the places searched when no place holds a report otherwise."""
+    probes: dict[str, tuple[str, str]] = {}  # study -> (subject, a dicom of the study)
+    with closing(_table(metadata, ("dicom_id", "subject_id", "study_id"))) as rows:
+        for dicom, subject, study in rows:
+            if dicom and subject and study:
+                probes.setdefault(study, (subject, dicom))
+            if len(probes) == PROBE_STUDIES:
+                break
+    if not probes:
+        return None
+    places = report_places(root, reports_root)
+    for place in places:
+        if any(_report_file(place, subj, study).is_file() for study, (subj, _) in probes.items()):
+            return place
+    jpg = root / "files"
+    if not reports_root and not any(
+        (_report_file(jpg, subj, study).with_suffix("") / f"{dicom}.jpg").is_file()
+        for study, (subj, dicom) in probes.items()
+    ):
+        return None
+    study, (subject, _) = next(iter(probes.items()))
+    where = f"data.reports_root={str(reports_root)!r}" if reports_root else f"MIMIC-CXR {root}"
+    raise DataError(
+        f"{where}: no report found for the first {len(probes)} studies of {metadata.name} "
+        f"(e.g. {_report_file(Path('files'), subject, study).as_posix()}); searched "
+        f"{', '.join(str(p) for p in places)}. Unpack mimic-cxr-reports.zip into one of them "
+        "or set data.reports_root (--reports-root) to the folder holding its files/"
+    )
+
+
 def iter_mimic_cxr(
     root: Path,
     *,
     views: Sequence[str] | None = ("PA", "AP"),
     splits: Sequence[str] | None = None,
     labeler: str = "chexpert",
+    reports_root: str | Path | None = None,
     skipped: list[tuple[str, str]] | None = None,
     check_files: bool = True,
 ) -> Iterator[Record]:
     """One Record per image (dicom) in metadata order.
 
     views: ViewPosition values to keep (None: all); splits: "train" / "validate" / "test" to keep
-    (None: all); labeler: "chexpert" or "negbio". Images whose JPEG, report or split entry is
-    missing, or whose report is empty, are skipped and (dicom_id, reason) is appended to
-    `skipped` when given. check_files=False enumerates from the tables alone (counting, planning):
-    no image or report is looked at, `image_path` is the expected path under the resolved root
-    and `report` is "".
+    (None: all); labeler: "chexpert" or "negbio"; reports_root: where the reports archive was
+    unpacked (None: search the usual places, see module docstring). Images whose JPEG, report or
+    split entry is missing, or whose report is empty, are skipped and (dicom_id, reason) is
+    appended to `skipped` when given. check_files=False enumerates from the tables alone
+    (counting, planning): no image or report is looked at, `image_path` is the expected path
+    under the resolved root and `report` is "".
     """
     root = Path(root)
     if labeler not in LABEL_CSVS:
@@ -162,24 +228,28 @@ def iter_mimic_cxr(
     for path in paths.values():
         if not path.is_file():
             raise DataError(f"MIMIC-CXR table not found: {path}")
+    reports = None  # check_files=False: no report is looked at
+    if check_files:  # None from find_reports: the metadata names no study
+        reports = find_reports(root, paths[METADATA_CSV], reports_root) or root / "files"
     with (
         tempfile.TemporaryDirectory(prefix="medtrain-mimic-") as tmp,
         closing(_open_db(tmp)) as db,
     ):
         _load_split(db, paths[SPLIT_CSV])
         _load_labels(db, paths[LABEL_CSVS[labeler]])
-        yield from _records(db, root, paths[METADATA_CSV], views, splits, skipped, check_files)
+        yield from _records(db, root, reports, paths[METADATA_CSV], views, splits, skipped)
 
 
 def _records(
     db: sqlite3.Connection,
     root: Path,
+    reports: Path | None,
     metadata: Path,
     views: Sequence[str] | None,
     splits: Sequence[str] | None,
     skipped: list[tuple[str, str]] | None,
-    check_files: bool,
 ) -> Iterator[Record]:
+    """reports: the folder holding the reports; None: check_files=False (tables only)."""
     keep_views = None if views is None else {v.upper() for v in views}
     keep_splits = None if splits is None else set(splits)
     empty = (None,) * len(CHEXPERT_LABELS)
@@ -227,7 +297,7 @@ def _records(
             if keep_splits is not None and split not in keep_splits:
                 continue
             label_values = dict(zip(CHEXPERT_LABELS, values(labels.get(study)), strict=True))
-            if not check_files:
+            if reports is None:
                 image = resolved / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}"
                 yield Record(
                     id=dicom,
@@ -242,7 +312,7 @@ def _records(
                 continue
             folder = root / "files" / f"p{subject[:2]}" / f"p{subject}"
             image = folder / f"s{study}" / f"{dicom}.jpg"
-            report = folder / f"s{study}.txt"
+            report = _report_file(reports, subject, study)
             if not image.is_file():
                 skip(dicom, f"missing image {image}")
                 continue

@@ -1,5 +1,10 @@
 """Open-I (Indiana University chest X-ray) reader: ecgen-radiology XML + NLMCXR_png images.
 
+Images: `<image id>.png` as unpacked from NLMCXR_png.tgz, looked for once per run in
+`<root>/NLMCXR_png/`, `<root>/images/`, then flat in the root beside `ecgen-radiology/`; or only
+in `images_root` (the folder itself, or its NLMCXR_png/). The first folder holding one of the
+first PROBE_IMAGES images the reports name wins; none is a DataError listing the places searched.
+
 Open-I has no split and no CheXpert labels on disk:
 - split: hash of the report id (uId, e.g. "CXR12"): sha1 -> 80% train, 10% validate, 10% test;
 - labels: derived from MeSH major/minor terms. The head of each term (text before the first
@@ -7,7 +12,7 @@ Open-I has no split and no CheXpert labels on disk:
   "normal" sets No Finding = 1.0 when no other term is positive. Everything else stays None
   (Open-I codes no negatives or uncertainty).
 The report text is assembled as "COMPARISON: ...\nINDICATION: ...\nFINDINGS: ...\nIMPRESSION: ..."
-from the non-empty AbstractText sections, so `reports.training_text` treats it like MIMIC.
+from the non-empty AbstractText sections, so `text.record_text` treats it like MIMIC.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from medtrain.data.reports import assemble_sections
 from medtrain.data.sources.common import hash_split
 
 REPORT_DIR, IMAGE_DIR = "ecgen-radiology", "NLMCXR_png"
+PROBE_IMAGES = 64  # image ids from the first reports that locate the image folder
 SECTION_ORDER = ("COMPARISON", "INDICATION", "FINDINGS", "IMPRESSION")
 MESH_LABELS: dict[str, tuple[str, ...]] = {
     "consolidation": ("Consolidation", "Lung Opacity"),
@@ -71,31 +77,71 @@ def _xml_sort_key(path: Path) -> tuple[int, str]:
     return (int(path.stem) if m else 1 << 62, path.name)
 
 
+def image_places(root: Path, images_root: str | Path | None = None) -> list[Path]:
+    """The folders searched, in order, for `<image id>.png` (see module docstring)."""
+    if images_root:
+        return [Path(images_root), Path(images_root) / IMAGE_DIR]
+    root = Path(root)
+    return [root / IMAGE_DIR, root / "images", root]
+
+
+def find_images(
+    root: Path, xml_paths: Sequence[Path], images_root: str | Path | None = None
+) -> Path | None:
+    """The folder holding the PNGs (once per run): the first of `image_places` with one of the
+    first PROBE_IMAGES images named by the reports. None when the reports name no image;
+    DataError naming the places searched when no place holds one."""
+    probes: list[str] = []
+    for xml_path in xml_paths:
+        try:
+            tree = ET.parse(xml_path).getroot()
+        except ET.ParseError:
+            continue  # skipped with its reason when the records are read
+        probes += [i for el in tree.iterfind("parentImage") if (i := el.get("id", ""))]
+        if len(probes) >= PROBE_IMAGES:
+            break
+    if not probes:
+        return None
+    places = image_places(root, images_root)
+    for place in places:
+        if any((place / f"{i}.png").is_file() for i in probes[:PROBE_IMAGES]):
+            return place
+    where = f"data.images_root={str(images_root)!r}" if images_root else f"Open-I {root}"
+    raise DataError(
+        f"{where}: none of the first {min(len(probes), PROBE_IMAGES)} images the reports name "
+        f"(e.g. {probes[0]}.png) found; searched {', '.join(str(p) for p in places)}. Unpack "
+        "NLMCXR_png.tgz into one of them or set data.images_root (--images-root) to its folder"
+    )
+
+
 def iter_openi(
     root: Path,
     *,
+    images_root: str | Path | None = None,
     splits: Sequence[str] | None = None,
     skipped: list[tuple[str, str]] | None = None,
 ) -> Iterator[Record]:
     """One Record per parentImage, reports in numeric file order.
 
+    images_root: the folder of the PNGs (None: search the usual places, see module docstring).
     Records: id = image id, study_id = report uId ("CXR12"), subject_id "", view "".
     Unreadable XML, reports without text and missing PNGs are skipped into `skipped`.
     """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"Open-I root directory not found: {root}")
-    report_dir, image_dir = root / REPORT_DIR, root / IMAGE_DIR
-    for d in (report_dir, image_dir):
-        if not d.is_dir():
-            raise DataError(f"Open-I directory not found: {d}")
+    report_dir = root / REPORT_DIR
+    if not report_dir.is_dir():
+        raise DataError(f"Open-I directory not found: {report_dir}")
+    xml_paths = sorted(report_dir.glob("*.xml"), key=_xml_sort_key)
+    image_dir = find_images(root, xml_paths, images_root) or root / IMAGE_DIR
     keep = None if splits is None else set(splits)
 
     def skip(item: str, reason: str) -> None:
         if skipped is not None:
             skipped.append((item, reason))
 
-    for xml_path in sorted(report_dir.glob("*.xml"), key=_xml_sort_key):
+    for xml_path in xml_paths:
         try:
             tree = ET.parse(xml_path).getroot()
         except ET.ParseError as e:
