@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -11,6 +10,7 @@ from torch import Tensor
 
 from medtrain.data.config import MaskingConfig
 from medtrain.data.errors import DataError
+from medtrain.data.records import Sample
 
 IGNORE_INDEX = -100
 
@@ -74,7 +74,7 @@ def _derive_seed(*parts: int) -> int:
 
 
 class Collator:
-    """Turn samples {id, pixel_values (1,H,W), text, labels (14,)} into a model batch."""
+    """Turn `Sample`s (pixel_values (1, H, W), text, labels (14,)) into a model batch."""
 
     def __init__(
         self, tokenizer: Any, *, max_length: int, masking: MaskingConfig, seed: int = 0
@@ -98,12 +98,14 @@ class Collator:
         self._calls += 1
         return gen
 
-    def __call__(self, samples: list[dict]) -> dict:
+    def __call__(self, samples: list[Sample]) -> dict:
         if not samples:
             raise DataError("cannot collate an empty list of samples")
-        ids = [str(s["id"]) for s in samples]
-        texts = [s["text"] for s in samples]
+        ids = [str(s.id) for s in samples]
+        texts = [s.text for s in samples]
         for sid, text in zip(ids, texts, strict=True):
+            if text is None:
+                raise DataError(f"sample {sid!r} has no report text to pretrain on")
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"sample {sid!r} has an empty report text")
         enc = self.tokenizer(
@@ -125,8 +127,8 @@ class Collator:
             generator=self._generator(),
         )
         try:
-            pixel_values = torch.stack([s["pixel_values"] for s in samples]).float()  # (B,1,H,W)
-            labels = torch.stack([s["labels"] for s in samples]).float()  # (B, 14)
+            pixel_values = torch.stack([s.pixel_values for s in samples]).float()  # (B,1,H,W)
+            labels = torch.stack([s.labels for s in samples]).float()  # (B, 14)
         except RuntimeError as exc:
             raise DataError(f"samples {ids} have mismatched image or label shapes: {exc}") from exc
         return {

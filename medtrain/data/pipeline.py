@@ -1,58 +1,78 @@
 """The training and evaluation data pipeline: records or shards, chosen once.
 
-`data.format=records` indexes a source reader's records in RAM (the synthetic demo, Open-I,
-fine-tuning sets): `PairDataset` + `ResumableSampler`, position (epoch, micro-batches consumed)
-per rank, so a resume needs the same world size. `data.format=shards` streams tar shards written
-by `medtrain data prepare` (data/shards/read.py); its state is world-size-free, so a run may
-resume on a different number of ranks (ZeRO-0 checkpoints; ZeRO-1/2/3 ones need DeepSpeed's
-universal-checkpoint conversion for that). The loop only sees batches, `state()` and `restore()`.
+`build_pipeline(data_cfg, image_size=S)` -> `Pipeline`, the one place that decides
+  * where samples come from: `data.format=records` indexes a source reader's records in RAM (the
+    synthetic demo, Open-I, fine-tuning sets), `data.format=shards` streams the tar shards written
+    by `medtrain data prepare` (data/shards/read.py); evaluation reads `data.eval_shards` when set,
+    else the records of `data.eval_split`;
+  * where contrast normalization runs: in the dataloader workers, or (`data.image.lcn_device=gpu`)
+    on the batch on the training device, in `Pipeline.on_device`, for training and evaluation
+    alike;
+  * how a sample is built: one typed `Sample` (data/records.py) whose text comes only from
+    `medtrain.data.text.record_text` (de-identification, then sectioning); records without usable
+    text are skipped with their reason.
+
+Train streams: records use `PairDataset` + `ResumableSampler`, position (epoch, micro-batches
+consumed) per rank, so a resume needs the same world size. Shards use the resumable stream, whose
+state is world-size-free, so a run may resume on a different number of ranks (ZeRO-0 checkpoints;
+ZeRO-1/2/3 ones need DeepSpeed's universal-checkpoint conversion for that). The loop only sees
+batches, `state()` and `restore()`.
 """
 
 from __future__ import annotations
-import dataclasses
+
 import logging
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
+
 from medtrain.data.config import DataConfig
 from medtrain.data.errors import DataError
-from medtrain.data.images import ImageConfig, load_image
+from medtrain.data.images import batch_transform, load_image
 from medtrain.data.labels import CHEXPERT_LABELS
-from medtrain.data.records import Record
-from medtrain.data.reports import training_text
-from medtrain.data.sources import get_source
-from collections.abc import Callable, Iterator
-from typing import Any
-from torch.utils.data import DataLoader
-from medtrain.data.shards.read import ShardLoader, ShardStream, merge_states
+from medtrain.data.records import Record, Sample
+from medtrain.data.shards.read import ShardIndexDataset, ShardLoader, ShardStream, merge_states
+from medtrain.data.sources import open_source, source_options
+from medtrain.data.text import record_text
 
 log = logging.getLogger(__name__)
 
 
-def load_records(cfg: DataConfig, split: str) -> tuple[list[Record], list[str], list[tuple]]:
-    """Records of one split with their training text; returns (records, texts, skipped)."""
+# ------------------------------------------------------------------------------ records path
+
+
+def load_records(
+    cfg: DataConfig, split: str, *, limit: int = 0
+) -> tuple[list[Record], list[str], list[tuple]]:
+    """Records of one split with their training text; returns (records, texts, skipped).
+
+    A record whose report gives no training text (none, empty, only headers) is skipped and
+    listed in `skipped` as (id, reason), like the items the reader itself could not use.
+    `limit` > 0 stops reading after that many usable records (the reader's order).
+    """
     root = Path(cfg.root)
-    if not root.is_dir():
+    if not root.exists():  # a folder, or for the manifest source the manifest file itself
         raise DataError(
             f"data root {root} does not exist; generate the demo data with "
             f"`medtrain data synth --out {root}` or set data.root"
         )
-    reader = get_source(cfg.source)
-    kwargs = {"splits": [split]}
-    if cfg.source == "mimic-cxr-jpg":
-        kwargs["views"] = list(cfg.views) or None
     skipped: list[tuple[str, str]] = []
     records, texts = [], []
-    for rec in reader(root, skipped=skipped, **kwargs):
+    for rec in open_source(
+        cfg.source, root, splits=[split], skipped=skipped, **source_options(cfg)
+    ):
         try:
-            texts.append(training_text(rec.report))
+            texts.append(record_text(rec, cfg.deid))
         except DataError as e:
             skipped.append((rec.id, str(e)))
             continue
         records.append(rec)
+        if len(records) == limit:
+            break
     if skipped:
         log.warning(
             "%s split %s: skipped %d records, e.g. %s", root, split, len(skipped), skipped[:3]
@@ -73,20 +93,20 @@ def labels_tensor(rec: Record) -> torch.Tensor:
 
 
 class PairDataset(Dataset):
-    """Index -> {"id", "pixel_values" (1, S, S), "text", "labels" (14,)}."""
+    """Index -> `Sample` (pixel_values (1, S, S), training text, labels (14,)) of one split
+    (its first `limit` usable records when limit > 0)."""
 
-    def __init__(self, cfg: DataConfig, split: str, image_size: int) -> None:
+    def __init__(self, cfg: DataConfig, split: str, image_size: int, *, limit: int = 0) -> None:
         self.cfg, self.image_size = cfg, image_size
-        self.records, self.texts, self.skipped = load_records(cfg, split)
-        if cfg.on_bad_image not in ("skip", "error"):
-            raise DataError(f"data.on_bad_image must be skip or error, got {cfg.on_bad_image!r}")
+        self.records, self.texts, self.skipped = load_records(cfg, split, limit=limit)
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, idx: int) -> dict:
+    def __getitem__(self, idx: int) -> Sample:
         for attempt in range(len(self.records)):
-            rec = self.records[(idx + attempt) % len(self.records)]
+            i = (idx + attempt) % len(self.records)
+            rec = self.records[i]
             try:
                 pixels = load_image(rec.image_path, self.image_size, self.cfg.image, rec.image_kind)
             except DataError as e:
@@ -94,30 +114,15 @@ class PairDataset(Dataset):
                     raise
                 log.warning("skipping bad image (substituting the next sample): %s", e)
                 continue
-            return {
-                "id": rec.id,
-                "pixel_values": pixels,
-                "text": self.texts[(idx + attempt) % len(self.records)],
-                "labels": labels_tensor(rec),
-            }
+            return Sample(
+                id=rec.id,
+                pixel_values=pixels,
+                labels=labels_tensor(rec),
+                text=self.texts[i],
+                question=rec.question,
+                answer=rec.answer,
+            )
         raise DataError(f"no readable image among {len(self.records)} records")
-
-
-def eval_dataset(cfg: DataConfig, image_size: int) -> Dataset:
-    """Held-out pairs for evaluation: data.eval_shards if set, else data.root's eval split.
-
-    Contrast normalization always runs in the dataset here (the evaluator feeds pixel_values to
-    the model as they come), so a GPU-LCN training config evaluates on the same inputs.
-    """
-    image = dataclasses.replace(cfg.image, lcn_device="worker")
-    eval_cfg = dataclasses.replace(cfg, image=image)
-    if cfg.eval_shards:
-        from medtrain.data.shards.read import ShardIndexDataset
-
-        return ShardIndexDataset(
-            cfg.eval_shards, image_size=image_size, image=image, limit=cfg.max_eval_samples
-        )
-    return PairDataset(eval_cfg, cfg.eval_split, image_size)
 
 
 class ResumableSampler(Sampler[int]):
@@ -152,7 +157,12 @@ class ResumableSampler(Sampler[int]):
         return iter(mine[self.start_batch * self.batch_size :].tolist())
 
 
+# ----------------------------------------------------------------------------- train streams
+
+
 class RecordsData:
+    """Endless micro-batches of the in-memory records of data.train_split for one rank."""
+
     def __init__(
         self,
         cfg: DataConfig,
@@ -162,7 +172,7 @@ class RecordsData:
         rank: int,
         world: int,
         seed: int,
-        collator: Callable,
+        collator: Callable[[list[Sample]], dict[str, Any]],
     ) -> None:
         self.dataset = PairDataset(cfg, cfg.train_split, image_size)
         self.sampler = ResumableSampler(
@@ -212,6 +222,8 @@ class RecordsData:
 
 
 class ShardsData:
+    """Endless micro-batches of the data.train_split samples of data.shards for one rank."""
+
     def __init__(
         self,
         cfg: DataConfig,
@@ -221,7 +233,7 @@ class ShardsData:
         rank: int,
         world: int,
         seed: int,
-        collator: Callable,
+        collator: Callable[[list[Sample]], dict[str, Any]],
     ) -> None:
         self.cfg, self.image_size, self.batch_size = cfg, image_size, batch_size
         self.rank, self.world, self.seed, self.collator = rank, world, seed, collator
@@ -239,6 +251,7 @@ class ShardsData:
             world=self.world,
             buffer=self.cfg.shuffle_buffer,
             state=self.saved,
+            split=self.cfg.train_split,
         )
 
     def restore(self, client: dict[str, Any]) -> None:
@@ -269,5 +282,88 @@ class ShardsData:
         return iter(self.loader)  # endless
 
 
-def build_train_data(cfg: DataConfig, **kwargs: Any) -> RecordsData | ShardsData:
-    return (RecordsData if cfg.format == "records" else ShardsData)(cfg, **kwargs)
+TrainStream = RecordsData | ShardsData
+
+
+# ---------------------------------------------------------------------------------- pipeline
+
+
+class Pipeline:
+    """Train stream, eval samples and device-side preprocessing of one DataConfig.
+
+    train(...)      -> the endless, resumable micro-batch stream of data.train_split
+    eval()          -> map-style `Sample`s of data.eval_split (data.eval_shards if set)
+    samples(split)  -> map-style `Sample`s of any split, from the train source (records or
+                       data.shards): what `medtrain data preview` prints
+    on_device(batch, device, dtype) -> the batch on the device, pixel_values finished there
+    """
+
+    def __init__(self, cfg: DataConfig, *, image_size: int) -> None:
+        self.cfg, self.image_size = cfg, image_size
+        self.from_shards = cfg.format == "shards"  # the records-vs-shards choice, made here
+        # LCN placement: every dataset below gets data.image, so with lcn_device=gpu they stop
+        # after fitting (images.finish) and on_device, the one caller of batch_transform, runs
+        # the Gaussian LCN on the batch, for training, evaluation and preview alike.
+
+    def train(
+        self,
+        *,
+        batch_size: int,
+        collator: Callable[[list[Sample]], dict[str, Any]],
+        rank: int = 0,
+        world: int = 1,
+        seed: int = 0,
+    ) -> TrainStream:
+        cls = ShardsData if self.from_shards else RecordsData
+        return cls(
+            self.cfg,
+            image_size=self.image_size,
+            batch_size=batch_size,
+            rank=rank,
+            world=world,
+            seed=seed,
+            collator=collator,
+        )
+
+    def eval(self) -> Dataset:
+        """Held-out `Sample`s of data.eval_split: from data.eval_shards (only the first
+        data.max_eval_samples are indexed) if set, else all the split's records (the evaluator
+        takes as many as it is told)."""
+        if self.cfg.eval_shards:
+            return self._indexed(
+                self.cfg.eval_split, self.cfg.eval_shards, self.cfg.max_eval_samples
+            )
+        return self._indexed(self.cfg.eval_split, "", 0)
+
+    def samples(self, split: str, *, limit: int = 0) -> Dataset:
+        """The first `limit` (0: all) `Sample`s of `split` from the train source."""
+        return self._indexed(split, self.cfg.shards if self.from_shards else "", limit)
+
+    def _indexed(self, split: str, shard_dir: str, limit: int) -> Dataset:
+        if shard_dir:
+            return ShardIndexDataset(
+                shard_dir,
+                image_size=self.image_size,
+                image=self.cfg.image,
+                limit=limit,
+                split=split,
+            )
+        return PairDataset(self.cfg, split, self.image_size, limit=limit)
+
+    def on_device(
+        self, batch: dict[str, Any], device: torch.device | str, dtype: torch.dtype
+    ) -> dict[str, Any]:
+        """Tensors to `device`; pixel_values (B, 1, S, S) finished there in fp32, then `dtype`."""
+        out = {}
+        for k, v in batch.items():
+            if isinstance(v, torch.Tensor):
+                v = v.to(device, non_blocking=True)
+                out[k] = batch_transform(v, self.cfg.image).to(dtype) if k == "pixel_values" else v
+            else:
+                out[k] = v
+        return out
+
+
+def build_pipeline(cfg: DataConfig, *, image_size: int) -> Pipeline:
+    """The data pipeline of a run: `build_pipeline(run_cfg.data, image_size=model img_size)`."""
+    return Pipeline(cfg, image_size=image_size)

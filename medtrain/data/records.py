@@ -1,9 +1,14 @@
-"""The record every source reader yields: one image with its report and/or task fields."""
+"""What the readers yield (`Record`: one image with its report and/or task fields) and what the
+pipeline hands the collator (`Sample`: the same item decoded, as training sees it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # keeps this module torch-free for the light paths (readers, CLI help)
+    from torch import Tensor
 
 
 @dataclass(kw_only=True, slots=True)
@@ -35,3 +40,24 @@ class Record:
     question: str | None = None
     answer: str | None = None
     boxes: tuple[tuple[float, float, float, float], ...] = ()
+
+
+@dataclass(kw_only=True, slots=True)
+class Sample:
+    """One training or evaluation item, built once by the pipeline (records path) or the shard
+    reader, and consumed by the collator and the evaluator.
+
+    id:           the record's id
+    pixel_values: (1, S, S) float32 model input (before any device-side LCN)
+    labels:       (14,) float32 over CHEXPERT_LABELS: 1 / 0 / -1 (uncertain), NaN where blank
+    text:         training text (medtrain/data/text.py: de-identified, sectioned), None when the
+                  sample has no report
+    question, answer: VQA fields (None elsewhere)
+    """
+
+    id: str
+    pixel_values: Tensor
+    labels: Tensor
+    text: str | None = None
+    question: str | None = None
+    answer: str | None = None

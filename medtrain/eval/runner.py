@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -11,6 +14,9 @@ from medtrain.eval.config import EvalConfig
 from medtrain.eval.prompts import FINDING_PROMPTS
 from medtrain.eval.retrieval import recall_at_k
 from medtrain.eval.zeroshot import zero_shot_auc
+
+# (batch, device, dtype) -> batch on the device: medtrain.data.pipeline.Pipeline.on_device
+OnDevice = Callable[[dict[str, Any], torch.device, torch.dtype], dict[str, Any]]
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype:
@@ -36,21 +42,27 @@ def embed_dataset(
     batch_size: int,
     max_length: int,
     device: torch.device,
+    on_device: OnDevice,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """-> image_emb (N, E), text_emb (N, E), labels (N, 14), on the CPU in fp32."""
+    """`Sample`s -> image_emb (N, E), text_emb (N, E), labels (N, 14), on the CPU in fp32.
+
+    `on_device` is the pipeline's device-side preprocessing (Pipeline.on_device), so evaluation
+    sees the images exactly as training does.
+    """
     dtype = _model_dtype(model)
     loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=0, collate_fn=list
     )
     imgs, txts, labels = [], [], []
     for samples in loader:
-        pixels = torch.stack([s["pixel_values"] for s in samples]).to(device, dtype)
+        pixels = torch.stack([s.pixel_values for s in samples])  # (b, 1, S, S)
+        pixels = on_device({"pixel_values": pixels}, device, dtype)["pixel_values"]
         _, img = model.encode_image(pixels)  # (b, E)
-        tok = _tokenize(tokenizer, [s["text"] for s in samples], max_length, device)
+        tok = _tokenize(tokenizer, [s.text for s in samples], max_length, device)
         _, txt = model.encode_text(tok["input_ids"], tok["attention_mask"])
         imgs.append(img.float().cpu())
         txts.append(txt.float().cpu())
-        labels.append(torch.stack([s["labels"] for s in samples]))
+        labels.append(torch.stack([s.labels for s in samples]))
     return torch.cat(imgs), torch.cat(txts), torch.cat(labels)
 
 
@@ -78,9 +90,11 @@ def evaluate(
     *,
     max_length: int,
     device: torch.device,
+    on_device: OnDevice,
     max_samples: int = 0,
 ) -> dict[str, float]:
-    """Retrieval R@K both ways and zero-shot AUC per finding (flat dict, `auc/<finding>`)."""
+    """Retrieval R@K both ways and zero-shot AUC per finding (flat dict, `auc/<finding>`) over a
+    data set of `Sample`s (the pipeline's eval stream, `Pipeline.eval()`)."""
     if max_samples and len(dataset) > max_samples:
         dataset = Subset(dataset, range(max_samples))
     was_training = model.training
@@ -93,6 +107,7 @@ def evaluate(
             batch_size=cfg.batch_size,
             max_length=max_length,
             device=device,
+            on_device=on_device,
         )
         prompts = embed_prompts(model, tokenizer, max_length=max_length, device=device)
     finally:

@@ -3,7 +3,6 @@ and every sample of the epoch is seen exactly once (no repeats, no losses)."""
 
 import json
 import os
-import socket
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from medtrain.data.images import ImageConfig
-from medtrain.data.records import Record
+from medtrain.data.records import Record, Sample
 from medtrain.data.shards.read import ShardLoader, ShardStream, merge_states
 from medtrain.data.shards.write import ShardConfig, prepare_shards
 
@@ -37,8 +36,8 @@ def shard_dir(tmp_path_factory) -> Path:
     return root / "shards"
 
 
-def ids_of(samples: list[dict]) -> list[str]:
-    return [s["id"] for s in samples]
+def ids_of(samples: list[Sample]) -> list[str]:
+    return [s.id for s in samples]
 
 
 def loader(shard_dir, rank, world, workers, state) -> ShardLoader:
@@ -118,12 +117,6 @@ def test_same_world_restart_continues_where_it_stopped(shard_dir):
 # --------------------------------------------------------- real processes (gloo, 2 ranks)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rank_main(rank: int, shard_dir: str, out: str, port: int) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
@@ -138,8 +131,8 @@ def _rank_main(rank: int, shard_dir: str, out: str, port: int) -> None:
     dist.destroy_process_group()
 
 
-def test_two_process_gloo_run_resumed_on_one_rank(shard_dir, tmp_path):
-    mp.spawn(_rank_main, args=(str(shard_dir), str(tmp_path), _free_port()), nprocs=2)
+def test_two_process_gloo_run_resumed_on_one_rank(shard_dir, tmp_path, free_port):
+    mp.spawn(_rank_main, args=(str(shard_dir), str(tmp_path), free_port()), nprocs=2)
     seen = [tuple(x) for r in (0, 1) for x in json.loads((tmp_path / f"seen{r}.json").read_text())]
     assert len(seen) == (5 + 3) * BATCH
     state = json.loads((tmp_path / "state.json").read_text())
@@ -164,13 +157,10 @@ def test_state_from_other_shards_or_seed_is_refused(shard_dir):
 
 
 def test_pretrain_from_shards_resumes_loader_state_on_fewer_ranks(
-    synth_mimic, tokenizer_dir, tmp_path
+    synth_mimic, tokenizer_dir, tmp_path, run_cli, tiny_overrides, launch, free_port, client_state
 ):
     """2-rank deepspeed run -> checkpoint -> resume as 1 process. ZeRO-0: DeepSpeed itself cannot
     re-partition ZeRO-1/2/3 optimizer state for a new world size without a universal checkpoint."""
-    from tests.conftest import run_cli, tiny_overrides
-    from tests.distributed.test_deepspeed_launch import client_state, free_port, launch
-
     shards = tmp_path / "shards"
     prepare_shards(
         source="mimic-cxr-jpg",

@@ -11,6 +11,7 @@ from transformers import PreTrainedTokenizerFast
 
 from medtrain.data.collate import Collator, MaskingConfig, mask_tokens
 from medtrain.data.errors import DataError
+from medtrain.data.records import Sample
 from medtrain.data.tokenizer import train_tokenizer
 
 V = 1000
@@ -131,21 +132,23 @@ def tok(tmp_path_factory: pytest.TempPathFactory) -> PreTrainedTokenizerFast:
     return train_tokenizer(texts, vocab_size=120, out_dir=out)
 
 
-def make_samples(n: int, texts: list[str] | None = None) -> list[dict]:
+def make_samples(n: int, texts: list[str | None] | None = None) -> list[Sample]:
     texts = texts or [("mild cardiomegaly " * (i + 1)).strip() for i in range(n)]
     labels = torch.full((14,), float("nan"))
     labels[3] = 1.0
     return [
-        {"id": f"s{i}", "pixel_values": torch.rand(1, 32, 32), "text": t, "labels": labels}
+        Sample(id=f"s{i}", pixel_values=torch.rand(1, 32, 32), text=t, labels=labels)
         for i, t in enumerate(texts)
     ]
 
 
 def test_collator_shapes_and_dtypes(tok: PreTrainedTokenizerFast) -> None:
     col = Collator(tok, max_length=8, masking=MaskingConfig(), seed=0)
-    batch = col(make_samples(3))
+    samples = make_samples(3)
+    batch = col(samples)
     assert batch["ids"] == ["s0", "s1", "s2"]
     assert batch["pixel_values"].shape == (3, 1, 32, 32)
+    assert torch.equal(batch["pixel_values"], torch.stack([s.pixel_values for s in samples]))
     assert batch["pixel_values"].dtype == torch.float32
     assert batch["labels"].shape == (3, 14) and torch.isnan(batch["labels"][:, 0]).all()
     L = batch["input_ids"].shape[1]
@@ -187,6 +190,9 @@ def test_collator_empty_text(tok: PreTrainedTokenizerFast) -> None:
     samples = make_samples(3, ["mild cardiomegaly", "   ", "no acute process"])
     with pytest.raises(DataError, match="s1"):
         col(samples)
+    no_report = make_samples(2, ["mild cardiomegaly", None])
+    with pytest.raises(DataError, match="'s1' has no report text"):
+        col(no_report)
 
 
 def test_collator_differs_across_workers(tok: PreTrainedTokenizerFast, monkeypatch) -> None:
