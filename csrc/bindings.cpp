@@ -1,7 +1,7 @@
 // Operator registrations of the medtrain extension (torch.ops.medtrain.*).
 //
 // Loaded either as the prebuilt Python module `medtrain._C` (setup.py, MEDTRAIN_BUILD_EXT=1) or
-// as a plain shared library JIT-built by medtrain/kernels/_ext.py; loading registers the ops.
+// as a plain shared library JIT-built by medtrain/kernels/native.py; loading registers the ops.
 #include <Python.h>
 #include <torch/library.h>
 

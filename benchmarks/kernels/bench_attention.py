@@ -287,7 +287,7 @@ def plot(records: list[dict], path: Path) -> bool:
 
 def smoke() -> None:
     """Tiny CPU run in Triton's interpreter: checks ours == eager and prints times (no files)."""
-    os.environ["TRITON_INTERPRET"] = "1"  # before medtrain.kernels is imported
+    os.environ["TRITON_INTERPRET"] = "1"  # before the Triton kernels first load
     B, H, Lk, D = 2, 1, 64, 32
     g = torch.Generator().manual_seed(0)
     q_lens = report_lengths(B, g, mean=20, max_len=48)

@@ -19,7 +19,3 @@ def recall_at_k(image_emb: Tensor, text_emb: Tensor, ks: tuple[int, ...]) -> dic
         out[f"i2t_R@{k}"] = (rank_i2t < k).float().mean().item()
         out[f"t2i_R@{k}"] = (rank_t2i < k).float().mean().item()
     return out
-
-
-def chance_recall(n: int, k: int) -> float:
-    return min(1.0, k / n)

@@ -14,8 +14,6 @@ Environment:
   MEDTRAIN_EXT=prebuilt  only the prebuilt module, never JIT-build
   MEDTRAIN_EXT=jit       skip the prebuilt module
   MEDTRAIN_EXT_VERBOSE=1 show the compiler output of a JIT build
-
-`HAS_EXT` is a lazy module attribute: reading it calls `load(warn=False)`.
 """
 
 from __future__ import annotations
@@ -78,11 +76,6 @@ def cuda_home() -> Path | None:
         if (root / "bin" / "nvcc").exists() and (root / "include" / "cuda_runtime.h").exists():
             return root
     return None
-
-
-def nvcc_path() -> str | None:
-    home = cuda_home()
-    return str(home / "bin" / "nvcc") if home else None
 
 
 def _built_with_cuda() -> bool:
@@ -174,9 +167,3 @@ def load(*, warn: bool = True) -> Extension | None:
 def load_error() -> str | None:
     """Why the last load() failed (None if it succeeded or was not attempted)."""
     return _error
-
-
-def __getattr__(name: str):
-    if name == "HAS_EXT":
-        return load(warn=False) is not None
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

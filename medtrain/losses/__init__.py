@@ -13,7 +13,13 @@ from typing import Any
 
 from medtrain.losses.config import LossConfig
 
-__all__ = ["LossConfig", "compute_losses", "contrastive_loss", "mlm_loss"]
+__all__ = [
+    "LossConfig",
+    "compute_losses",
+    "contrastive_loss",
+    "mlm_loss",
+    "resolve_contrastive_impl",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-CONTRASTIVE_NAMES = ("auto", "reference", "cpp", "triton")  # = kernels.contrastive.dispatch
+CONTRASTIVE_NAMES = ("auto", "reference", "cpp", "triton")  # = contrastive registry (tested)
 
 
 @dataclass(kw_only=True, slots=True)

@@ -9,21 +9,23 @@ Padding is always on the right. Keys at positions >= kv_lens[b] are ignored; que
 positions >= q_lens[b] are written as zeros (they contribute nothing downstream and receive zero
 gradient). A row with kv_lens[b] == 0 has no valid key and is zero as well.
 
-`triton` (the fused kernel in medtrain.kernels.attention) is imported on its first call, so
-machines without triton or a GPU import this module fine; `auto` picks triton for CUDA tensors
-(when triton is installed) and sdpa otherwise.
+`eager` is the padding-aware math reference (kernels/attention/reference.py) itself. `triton`
+(the fused kernel in medtrain.kernels.attention) is imported on its first call, so machines
+without triton or a GPU import this module fine; `auto` picks triton for CUDA tensors (when
+triton is installed) and sdpa otherwise. Whether triton can run is medtrain.kernels.runtime's
+answer.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import math
-import os
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from medtrain.kernels import runtime
+from medtrain.kernels.attention.reference import cross_attention_reference
 
 AttentionFn = Callable[..., Tensor]
 ATTENTION_IMPLS: dict[str, AttentionFn] = {}
@@ -38,6 +40,7 @@ def register_attention(name: str) -> Callable[[AttentionFn], AttentionFn]:
 
 
 def get_attention(name: str) -> AttentionFn:
+    """The implementation registered under `name`; ValueError listing the valid names."""
     if name not in ATTENTION_IMPLS:
         raise ValueError(
             f"unknown attention implementation {name!r}; valid: {sorted(ATTENTION_IMPLS)}"
@@ -73,17 +76,9 @@ def eager_attention(
     kv_lens: Tensor | None = None,
     scale: float | None = None,
 ) -> Tensor:
-    """Math reference: softmax computed in fp32, output in the input dtype."""
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    s = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scale  # (B, H, Lq, Lk)
-    kv_valid = _length_mask(kv_lens, k.shape[2], q.device)  # (B, Lk)
-    if kv_valid is not None:
-        s = s.masked_fill(~kv_valid[:, None, None, :], float("-inf"))
-        # Rows with no valid key would be all -inf -> NaN; give them a finite row, zeroed below.
-        s = s.masked_fill(~kv_valid.any(-1)[:, None, None, None], 0.0)
-    p = torch.softmax(s, dim=-1)
-    o = torch.matmul(p, v.float()).to(q.dtype)  # (B, H, Lq, D)
-    return _zero_invalid_rows(o, _length_mask(q_lens, q.shape[2], q.device), kv_lens)
+    """Math reference (kernels/attention/reference.py): fp32 softmax, output in the input dtype."""
+    o = cross_attention_reference(q, k, v, q_lens=q_lens, kv_lens=kv_lens, scale=scale)
+    return o.to(q.dtype)  # (B, H, Lq, D)
 
 
 @register_attention("sdpa")
@@ -117,20 +112,18 @@ def triton_attention(
     kv_lens: Tensor | None = None,
     scale: float | None = None,
 ) -> Tensor:
-    """Fused Triton kernel (medtrain.kernels.attention); CUDA, or CPU under TRITON_INTERPRET=1."""
-    if not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+    """Fused Triton kernel (medtrain.kernels.attention); CUDA, or CPU in Triton's interpreter."""
+    reason = runtime.triton_unavailable(q.device.type)
+    if reason is not None:
         raise RuntimeError(
-            f"attention implementation 'triton' needs CUDA tensors, got device {q.device}. "
-            "On CPU use attn_impl 'sdpa' (or 'eager', or 'auto'), or set TRITON_INTERPRET=1 "
-            "before medtrain.kernels is first imported to run the kernel in Triton's "
-            "interpreter (slow; meant for tests)."
+            f"attention implementation 'triton' cannot run on {q.device}: {reason}. "
+            "Use attn_impl 'sdpa' (or 'eager', or 'auto'); on CPU, TRITON_INTERPRET=1 set "
+            "before the first triton call runs the kernel in Triton's interpreter (slow; meant "
+            "for tests)."
         )
-    from medtrain.kernels.attention import cross_attention
+    from medtrain.kernels.attention.op import cross_attention
 
     return cross_attention(q, k, v, q_lens=q_lens, kv_lens=kv_lens, scale=scale)
-
-
-_HAS_TRITON = importlib.util.find_spec("triton") is not None
 
 
 @register_attention("auto")
@@ -144,5 +137,5 @@ def auto_attention(
     scale: float | None = None,
 ) -> Tensor:
     """triton for CUDA tensors when triton is installed, sdpa otherwise."""
-    attend = triton_attention if q.is_cuda and _HAS_TRITON else sdpa_attention
+    attend = triton_attention if q.is_cuda and runtime.triton_installed() else sdpa_attention
     return attend(q, k, v, q_lens=q_lens, kv_lens=kv_lens, scale=scale)

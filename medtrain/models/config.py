@@ -1,7 +1,8 @@
 """Model configuration (light: dataclasses only, no torch / timm / transformers).
 
 Each check lives in the `__post_init__` of the dataclass that owns the field. The registry names
-below are the registries' keys; tests/unit/test_config.py checks they stay equal.
+below are the registries' keys; tests/unit/test_fusion.py and test_attention.py check they stay
+equal.
 """
 
 from __future__ import annotations

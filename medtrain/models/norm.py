@@ -22,7 +22,19 @@ def _apex_fused_layer_norm() -> type[nn.Module] | None:
     except Exception:  # ImportError, or a broken apex build raising at import
         log.info("apex not importable: using torch.nn.LayerNorm")
         return None
-    return FusedLayerNorm
+
+    class ApexLayerNorm(FusedLayerNorm):
+        """apex's FusedLayerNorm taking torch.nn.LayerNorm's device / dtype keywords too (timm
+        passes them to every norm layer; apex's own constructor does not accept them)."""
+
+        def __init__(
+            self, normalized_shape, eps=1e-5, elementwise_affine=True, *, device=None, dtype=None
+        ):
+            super().__init__(normalized_shape, eps=eps, elementwise_affine=elementwise_affine)
+            if device is not None or dtype is not None:
+                self.to(device=device, dtype=dtype)
+
+    return ApexLayerNorm
 
 
 def layer_norm_cls(use_apex: bool) -> type[nn.Module]:

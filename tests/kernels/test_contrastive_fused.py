@@ -20,7 +20,9 @@ import torch.multiprocessing as mp
 from medtrain.kernels.contrastive import fused_contrastive_loss, get_backend, unavailable_reason
 from medtrain.kernels.contrastive.reference import contrastive_loss_reference
 from medtrain.losses import contrastive_loss, resolve_contrastive_impl
-from tests.unit.test_contrastive_reference import full_grads, make_inputs
+
+# clip_inputs(n, dim, seed) and clip_full_grads(img, txt, scale) (float64 full-matrix truth)
+# are fixtures of tests/conftest.py.
 
 REPO = Path(__file__).resolve().parents[2]
 BACKENDS = ("cpp", "triton")
@@ -74,26 +76,26 @@ SHAPES = [(1, 5), (7, 16), (33, 20), (64, 96)]  # (B, E): odd, ragged against ev
 @pytest.mark.parametrize("tiles", ["default", "other"])
 @pytest.mark.parametrize(("n", "dim"), SHAPES)
 @pytest.mark.parametrize("name", BACKENDS)
-def test_single_process_matches_reference(name: str, n: int, dim: int, tiles: str) -> None:
+def test_single_process_matches_reference(name, n, dim, tiles, clip_inputs, clip_full_grads):
     backend = backend_or_skip(name, **(OTHER_TILES[name] if tiles == "other" else {}))
-    img, txt, scale = make_inputs(n, dim, seed=7 * n + dim)
+    img, txt, scale = clip_inputs(n, dim, seed=7 * n + dim)
     ours = run_loss(lambda *a: fused_contrastive_loss(*a, backend=backend), img, txt, scale)
     ref = run_loss(contrastive_loss_reference, img, txt, scale)
-    truth = full_grads(img, txt, scale)
+    truth = clip_full_grads(img, txt, scale)
     assert ours[0].dtype == torch.float32 and ours[0].ndim == 0
     for what, o, r, t in zip(OUTPUTS, ours, ref, truth, strict=True):
         assert_kernel_close(f"{name}/{what}", o, r, t)
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-def test_low_precision_inputs(name: str) -> None:
+def test_low_precision_inputs(name: str, clip_inputs, clip_full_grads) -> None:
     backend = backend_or_skip(name)
-    img, txt, scale = make_inputs(19, 24, seed=5)
+    img, txt, scale = clip_inputs(19, 24, seed=5)
     img, txt = img.bfloat16(), txt.bfloat16()
     scale_1 = scale.reshape(1)  # a (1,)-shaped parameter works too
     ours = run_loss(lambda *a: fused_contrastive_loss(*a, backend=backend), img, txt, scale_1)
     ref = run_loss(contrastive_loss_reference, img, txt, scale_1)
-    truth = full_grads(img.float(), txt.float(), scale_1)
+    truth = clip_full_grads(img.float(), txt.float(), scale_1)
     assert [t.dtype for t in ours] == [torch.float32, torch.bfloat16, torch.bfloat16, torch.float32]
     assert ours[3].shape == (1,)
     for what, o, r, t in zip(OUTPUTS, ours, ref, truth, strict=True):
@@ -136,7 +138,7 @@ def test_tile_primitives_ragged(name: str) -> None:
 CASES = [(1, 4, 11), (3, 8, 12), (5, 16, 13)]  # (local batch b, dim, seed)
 
 
-def _rank_worker(rank: int, world: int, init_file: str, out_dir: str, names: list[str]) -> None:
+def _rank_worker(rank, world, init_file: str, out_dir: str, names: list[str], make_inputs) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo",
@@ -162,19 +164,19 @@ def _rank_worker(rank: int, world: int, init_file: str, out_dir: str, names: lis
 
 @pytest.mark.slow
 @pytest.mark.parametrize("world", [1, 2, 3])
-def test_multi_process_matches_reference(world: int, tmp_path: Path) -> None:
+def test_multi_process_matches_reference(world, tmp_path, clip_inputs, clip_full_grads) -> None:
     names = [n for n in BACKENDS if unavailable_reason(n, "cpu") is None]
     if not names:
         pytest.skip("no fused backend available on CPU")
     mp.spawn(
         _rank_worker,
-        args=(world, str(tmp_path / "store"), str(tmp_path), names),
+        args=(world, str(tmp_path / "store"), str(tmp_path), names, clip_inputs),
         nprocs=world,
         join=True,
     )
     per_rank = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(world)]
     for c, (b, dim, seed) in enumerate(CASES):
-        t_loss, t_gi, t_gt, t_gs = full_grads(*make_inputs(world * b, dim, seed))
+        t_loss, t_gi, t_gt, t_gs = clip_full_grads(*clip_inputs(world * b, dim, seed))
         for name in names:
             ref_gs_mean = torch.stack([per_rank[r][f"reference/{c}"]["gs"] for r in range(world)])
             gs_mean = torch.stack([per_rank[r][f"{name}/{c}"]["gs"] for r in range(world)])
@@ -214,7 +216,11 @@ def test_import_is_lazy() -> None:
         import medtrain.losses
         from medtrain.kernels import native
         assert "triton" not in sys.modules, "importing medtrain.losses imported triton"
-        assert not _ext._done, "importing medtrain.losses loaded the extension"
+        assert not native._done, "importing medtrain.losses loaded the extension"
+        from medtrain.losses import contrastive_loss, resolve_contrastive_impl
+        import medtrain.kernels.contrastive, medtrain.kernels.attention, medtrain.models.attention
+        assert "triton" not in sys.modules, "importing the registries imported triton"
+        assert not native._done, "importing the registries loaded the extension"
         """
     )
 
@@ -248,8 +254,8 @@ def test_missing_extension_falls_back_with_one_warning(cause: str, tmp_path: Pat
         import warnings
         import torch
         from medtrain.losses import contrastive_loss, resolve_contrastive_impl
-        from tests.unit.test_contrastive_reference import make_inputs
-        img, txt, scale = make_inputs(4, 8, seed=1)
+        img, txt = torch.nn.functional.normalize(torch.randn(2, 4, 8), dim=-1)
+        scale = torch.tensor(10.0)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for _ in range(3):

@@ -4,7 +4,8 @@ import zlib
 import pytest
 import torch
 
-from medtrain.models.attention import get_attention
+from medtrain.models.attention import ATTENTION_IMPLS, get_attention
+from medtrain.models.config import ATTENTION_NAMES
 
 # The pure-PyTorch implementations; the Triton kernel is tested in tests/kernels/.
 TORCH_IMPLS = ("eager", "sdpa")
@@ -76,3 +77,21 @@ def test_padded_rows_are_zero_and_keys_past_length_are_ignored():
 def test_unknown_implementation_lists_valid():
     with pytest.raises(ValueError, match="eager"):
         get_attention("flash-magic")
+
+
+def test_registry_names_match_config_names():
+    assert tuple(sorted(ATTENTION_IMPLS)) == tuple(sorted(ATTENTION_NAMES))
+
+
+def test_eager_is_the_kernel_reference_in_the_input_dtype():
+    """One copy of the masked-softmax math: eager == kernels/attention/reference.py, cast."""
+    from medtrain.kernels.attention.reference import cross_attention_reference
+
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(2, 2, n, 16, generator=g).bfloat16() for n in (5, 9, 9))
+    q_lens, kv_lens = torch.tensor([3, 5]), torch.tensor([0, 7])
+    out = get_attention("eager")(q, k, v, q_lens=q_lens, kv_lens=kv_lens)
+    ref = cross_attention_reference(q, k, v, q_lens=q_lens, kv_lens=kv_lens)
+    assert out.dtype == torch.bfloat16 and ref.dtype == torch.float32
+    assert torch.equal(out, ref.to(torch.bfloat16))
+    assert out[0].abs().max() == 0  # no valid key: zeros

@@ -11,43 +11,26 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from medtrain.kernels.contrastive.dispatch import CONTRASTIVE_IMPLS
 from medtrain.kernels.contrastive.reference import contrastive_loss_reference
 from medtrain.losses import (
-    CONTRASTIVE_IMPLS,
     LossConfig,
     compute_losses,
     contrastive_loss,
     mlm_loss,
     resolve_contrastive_impl,
 )
+from medtrain.losses.config import CONTRASTIVE_NAMES
 
-
-def make_inputs(n: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    img = F.normalize(torch.randn(n, dim, generator=g), dim=-1)  # (B, E)
-    txt = F.normalize(torch.randn(n, dim, generator=g), dim=-1)  # (B, E)
-    scale = 5 + 45 * torch.rand((), generator=g)  # ()
-    return img, txt, scale
-
-
-def full_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE over the whole (B, B) matrix, float64."""
-    logits = scale.double() * img.double() @ txt.double().T  # (B, B)
-    labels = torch.arange(img.shape[0])
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-
-
-def full_grads(img, txt, scale):
-    leaves = [t.detach().double().requires_grad_() for t in (img, txt, scale)]
-    loss = full_loss(*leaves)
-    return (loss.detach(), *torch.autograd.grad(loss, leaves))
+# clip_inputs(n, dim, seed) and clip_full_grads(img, txt, scale) (float64 full-matrix truth)
+# are fixtures of tests/conftest.py.
 
 
 @pytest.mark.parametrize("dim", [5, 16])
 @pytest.mark.parametrize("n", [1, 3, 7, 32])
-def test_single_process_matches_full_matrix(n: int, dim: int) -> None:
-    img, txt, scale = make_inputs(n, dim, seed=n * 100 + dim)
-    ref_loss, ref_gi, ref_gt, ref_gs = full_grads(img, txt, scale)
+def test_single_process_matches_full_matrix(n, dim, clip_inputs, clip_full_grads) -> None:
+    img, txt, scale = clip_inputs(n, dim, seed=n * 100 + dim)
+    ref_loss, ref_gi, ref_gt, ref_gs = clip_full_grads(img, txt, scale)
     leaves = [t.clone().requires_grad_() for t in (img, txt, scale)]
     loss = contrastive_loss_reference(*leaves)
     loss.backward()
@@ -57,19 +40,19 @@ def test_single_process_matches_full_matrix(n: int, dim: int) -> None:
         torch.testing.assert_close(leaf.grad.double(), ref, rtol=1e-4, atol=1e-6)
 
 
-def test_low_precision_inputs_upcast() -> None:
-    img, txt, scale = make_inputs(6, 8, seed=1)
+def test_low_precision_inputs_upcast(clip_inputs, clip_full_grads) -> None:
+    img, txt, scale = clip_inputs(6, 8, seed=1)
     img16 = img.bfloat16().requires_grad_()
     txt16 = txt.bfloat16().requires_grad_()
     loss = contrastive_loss_reference(img16, txt16, scale)
     loss.backward()
     assert loss.dtype == torch.float32 and img16.grad.dtype == torch.bfloat16
-    ref = full_loss(img16.detach().float(), txt16.detach().float(), scale)
+    ref = clip_full_grads(img16.detach().float(), txt16.detach().float(), scale)[0]
     torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-5)
 
 
-def test_shape_errors() -> None:
-    img, txt, scale = make_inputs(4, 8, seed=2)
+def test_shape_errors(clip_inputs) -> None:
+    img, txt, scale = clip_inputs(4, 8, seed=2)
     with pytest.raises(ValueError, match="B_loc, E"):
         contrastive_loss_reference(img, txt[:3], scale)
     with pytest.raises(ValueError, match="scalar"):
@@ -81,7 +64,7 @@ def test_shape_errors() -> None:
 CASES = [(1, 4, 11), (3, 8, 12), (5, 16, 13)]  # (local batch b, dim, seed)
 
 
-def _rank_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+def _rank_worker(rank: int, world: int, init_file: str, out_dir: str, make_inputs) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo",
@@ -111,16 +94,16 @@ def _rank_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("world", [2, 3])
-def test_multi_process_matches_global(world: int, tmp_path: Path) -> None:
+def test_multi_process_matches_global(world, tmp_path, clip_inputs, clip_full_grads) -> None:
     mp.spawn(
         _rank_worker,
-        args=(world, str(tmp_path / "store"), str(tmp_path)),
+        args=(world, str(tmp_path / "store"), str(tmp_path), clip_inputs),
         nprocs=world,
         join=True,
     )
     per_rank = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(world)]
     for c, (b, dim, seed) in enumerate(CASES):
-        ref_loss, ref_gi, ref_gt, ref_gs = full_grads(*make_inputs(world * b, dim, seed))
+        ref_loss, ref_gi, ref_gt, ref_gs = clip_full_grads(*clip_inputs(world * b, dim, seed))
         gs_mean = torch.stack([per_rank[r][c]["gs"] for r in range(world)]).double().mean()
         torch.testing.assert_close(gs_mean, ref_gs, rtol=1e-4, atol=1e-6)
         for r in range(world):
@@ -135,15 +118,21 @@ def test_multi_process_matches_global(world: int, tmp_path: Path) -> None:
 # ------------------------------------------------------------ dispatch, MLM, composite
 
 
-def test_dispatch() -> None:
-    assert resolve_contrastive_impl("auto", "cpu") in CONTRASTIVE_IMPLS
+def test_dispatch(clip_inputs) -> None:
+    assert resolve_contrastive_impl("auto", "cpu") in set(CONTRASTIVE_IMPLS) - {"auto"}
     assert resolve_contrastive_impl("reference") == "reference"
-    with pytest.raises(ValueError, match="auto, .*reference"):
+    with pytest.raises(ValueError, match="valid: auto, cpp, reference, triton"):
         resolve_contrastive_impl("nope")
-    img, txt, scale = make_inputs(4, 8, seed=3)
+    with pytest.raises(ValueError, match="unknown contrastive implementation 'nope'"):
+        contrastive_loss(*clip_inputs(2, 4, seed=0), impl="nope")
+    img, txt, scale = clip_inputs(4, 8, seed=3)
     torch.testing.assert_close(
         contrastive_loss(img, txt, scale), contrastive_loss_reference(img, txt, scale)
     )
+
+
+def test_registry_names_match_config_names() -> None:
+    assert tuple(sorted(CONTRASTIVE_IMPLS)) == tuple(sorted(CONTRASTIVE_NAMES))
 
 
 def test_mlm_loss() -> None:
@@ -163,8 +152,8 @@ def test_mlm_loss() -> None:
     assert empty.grad is not None and empty.grad.shape == (0, 11)
 
 
-def test_compute_losses_weights() -> None:
-    img, txt, scale = make_inputs(4, 8, seed=4)
+def test_compute_losses_weights(clip_inputs) -> None:
+    img, txt, scale = clip_inputs(4, 8, seed=4)
     g = torch.Generator().manual_seed(1)
     logits, labels = torch.randn(5, 9, generator=g), torch.randint(0, 9, (5,), generator=g)
     out = {"image_emb": img, "text_emb": txt, "logit_scale": scale}

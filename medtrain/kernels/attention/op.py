@@ -1,4 +1,5 @@
-"""torch.library ops: medtrain::cross_attention (-> o, lse) and its backward op.
+"""torch.library ops: medtrain::cross_attention (-> o, lse) and its backward op, and
+`cross_attention`, the checked Python entry over them.
 
 Both are opaque to torch.compile (fake kernels give shapes) and carry FLOP formulas for
 torch.utils.flop_counter.FlopCounterMode: forward 4*B*H*Lq*Lk*D (two matmuls, QK^T and PV),
@@ -7,6 +8,8 @@ subtracted, as for PyTorch's own attention ops.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -79,3 +82,30 @@ def _fwd_flops(q_shape, k_shape, *args, out_shape=None, **kwargs) -> int:
 @register_flop_formula(torch.ops.medtrain.cross_attention_backward)
 def _bwd_flops(do_shape, q_shape, k_shape, *args, out_shape=None, **kwargs) -> int:
     return 5 * attention_flops(q_shape, k_shape) // 2
+
+
+def cross_attention(
+    q: Tensor,  # (B, H, Lq, D)
+    k: Tensor,  # (B, H, Lk, D)
+    v: Tensor,  # (B, H, Lk, D)
+    *,
+    q_lens: Tensor | None = None,  # (B,) valid query rows per sample (right padding)
+    kv_lens: Tensor | None = None,  # (B,) valid keys per sample (right padding)
+    scale: float | None = None,  # default 1/sqrt(D)
+) -> Tensor:
+    """softmax(q k^T * scale) v over valid keys; rows past q_len (or with no key) are zeros.
+
+    Returns O (B, H, Lq, D) in q's dtype. q, k, v must share a dtype (fp32, fp16, bf16) and device.
+    """
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"expected 4-D (B, H, L, D) q/k/v, got {q.shape}, {k.shape}, {v.shape}")
+    B, H, _, D = q.shape
+    if k.shape != v.shape or k.shape[:2] != (B, H) or k.shape[3] != D:
+        raise ValueError(f"q {tuple(q.shape)} / k {tuple(k.shape)} / v {tuple(v.shape)} mismatch")
+    if B * H > 65535:  # grid axis 1 limit
+        raise ValueError(f"B * H = {B * H} exceeds 65535; split the batch")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q/k/v dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
+    scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
+    o, _ = cross_attention_op(q, k, v, q_lens, kv_lens, scale)
+    return o

@@ -1,5 +1,9 @@
 """fp32 math reference for cross_attention, with the kernel's padding semantics.
 
+The one copy of the masked-softmax math: the attention registry's "eager" implementation
+(medtrain.models.attention) is this function with the output cast back to the input dtype.
+Imports torch only (no triton).
+
 Keys at positions >= kv_lens[b] are ignored; query rows at positions >= q_lens[b] are zeros;
 a sample with kv_lens[b] == 0 is all zeros. Differentiable (plain torch ops), so tests take the
 reference gradients from autograd. Computes in `compute_dtype` (fp32 by default; tests also run

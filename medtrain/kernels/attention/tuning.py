@@ -2,19 +2,20 @@
 
 On a GPU each kernel autotunes over a small space keyed on the head dim, power-of-two buckets of
 the sequence lengths and (automatically, by Triton) the tensor dtypes. Under the CPU interpreter
-(TRITON_INTERPRET=1, read once at import like triton.jit does) every kernel gets one fixed config,
-small enough that ragged last tiles and multi-tile loops are exercised by small test shapes.
+(medtrain.kernels.runtime.triton_interpreted(), read once at import as triton.jit does) every
+kernel gets one fixed config, small enough that ragged last tiles and multi-tile loops are
+exercised by small test shapes.
 """
 
 from __future__ import annotations
-
-import os
 
 import torch
 import triton
 import triton.language as tl
 
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+from medtrain.kernels.runtime import triton_interpreted
+
+INTERPRET = triton_interpreted()  # fixed at import, as triton.jit fixes it at decoration
 
 # Autotune keys (kernel argument names); Triton appends every tensor argument's dtype itself.
 TUNE_KEY = ["BLOCK_D", "LQ_BUCKET", "LK_BUCKET"]

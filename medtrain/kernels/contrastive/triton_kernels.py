@@ -13,12 +13,13 @@ Not tuned on GPUs: block sizes below are conservative picks by feature width.
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+
+from medtrain.kernels.runtime import triton_interpreted
 
 
 @triton.jit
@@ -127,13 +128,9 @@ def _grad_rows_kernel(
     tl.store(ds_ptr + rows, ds, mask=row_ok)
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
-
-
 def _blocks(block_d: int) -> tuple[int, int, int]:
     """(BLOCK_M, BLOCK_N, num_warps) by padded feature width; q and k tiles stay in registers."""
-    if _interpreting():
+    if triton_interpreted():
         return 16, 16, 1
     if block_d <= 64:
         return 64, 64, 4
