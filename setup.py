@@ -3,7 +3,7 @@
 The native extension in csrc/ is opt-in: MEDTRAIN_BUILD_EXT=1 builds it as `medtrain._C`
 (CUDAExtension when a CUDA toolkit is found, for TORCH_CUDA_ARCH_LIST, default "9.0";
 CppExtension otherwise or with MEDTRAIN_BUILD_CUDA=0). Without it the package is pure Python and
-medtrain/kernels/_ext.py JIT-builds the same sources on first use, or kernels fall back to their
+medtrain/kernels/native.py JIT-builds the same sources on first use, or kernels fall back to their
 references.
 
     MEDTRAIN_BUILD_EXT=1 TORCH_CUDA_ARCH_LIST="9.0" pip install --no-build-isolation -e .
@@ -28,7 +28,7 @@ def native_extension() -> tuple[list, dict]:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "9.0")
     from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
-    # Same flags as the JIT build in medtrain/kernels/_ext.py.
+    # Same flags as the JIT build in medtrain/kernels/native.py.
     cxx = ["-O3", "-fopenmp", "-fno-trapping-math"]
     sources = ["csrc/bindings.cpp", "csrc/contrastive/contrastive.cpp"]
     kwargs = {"include_dirs": [os.path.abspath("csrc")], "extra_link_args": ["-fopenmp"]}
@@ -51,14 +51,18 @@ setup(
     version="0.1.0",
     description="Medical vision-language pretraining (Swin + BERT + fusion) on DeepSpeed",
     packages=find_packages(include=["medtrain", "medtrain.*"]),
-    package_data={"medtrain": ["presets/*.yaml"]},
+    # Presets and DeepSpeed JSONs ship inside the package (the checkout's ds_configs/ links here).
+    package_data={"medtrain": ["presets/*.yaml", "ds_configs/*.json"]},
     python_requires=">=3.10",
+    # requirements.txt pins the one checked set (make setup / make test). Lower bounds below are
+    # the oldest releases with the APIs used (torch.library.custom_op: 2.4); transformers is held
+    # to 5.x because the tokenizer files `medtrain tokenizer train` writes load only with 5.x.
     install_requires=[
         "torch>=2.4",
         "deepspeed>=0.15",
         "timm>=1.0",
-        "transformers>=4.44",
-        "tokenizers>=0.19",
+        "transformers>=5,<6",
+        "tokenizers",  # range set by transformers
         "tensorboard",
         "safetensors",
         "numpy",

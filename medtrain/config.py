@@ -127,10 +127,16 @@ def load_config(preset: str = "tiny-cpu", overrides: list[str] | tuple[str, ...]
     return _build(RunConfig, values)
 
 
-def dump_config(cfg: RunConfig, path: Path) -> None:
+def config_yaml(cfg: RunConfig) -> str:
+    """The config as YAML that `load_config(path)` reads back (tuples written as lists)."""
+
     def plain(x: Any) -> Any:
         if isinstance(x, dict):
             return {k: plain(v) for k, v in x.items()}
-        return list(x) if isinstance(x, tuple) else x
+        return [plain(v) for v in x] if isinstance(x, (tuple, list)) else x
 
-    path.write_text(yaml.safe_dump(plain(cfg.to_dict()), sort_keys=False))
+    return yaml.safe_dump(plain(cfg.to_dict()), sort_keys=False)
+
+
+def dump_config(cfg: RunConfig, path: Path) -> None:
+    path.write_text(config_yaml(cfg))

@@ -175,7 +175,7 @@ def bench_formats(env: dict) -> list[dict]:
 _GEN = """
 import csv, gzip, sys
 from pathlib import Path
-from medtrain.synth.generate import LABEL_COLUMNS, METADATA_COLUMNS, SPLIT_COLUMNS
+from medtrain.synth.layouts.mimic_cxr import LABEL_COLUMNS, METADATA_COLUMNS, SPLIT_COLUMNS
 n, out = int(sys.argv[1]), Path(sys.argv[2])
 out.mkdir(parents=True, exist_ok=True)
 def w(name):

@@ -1,6 +1,9 @@
 """`medtrain <command>`: one module per command group, each adding its own subparsers.
 
-Run options come from presets and `--set section.key=value` overrides, not from flags.
+Run options (pretrain) come from presets and `--set section.key=value` overrides, not from flags;
+the flags of `data synth` / `data prepare` are generated from their config dataclasses
+(cli/flags.py). Building the parser and every --help import no torch, timm, transformers,
+triton, cv2 or numpy: command modules import heavy code inside the command function.
 """
 
 from __future__ import annotations

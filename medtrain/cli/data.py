@@ -4,41 +4,33 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from medtrain.cli.flags import add_dataclass_flags, dataclass_from_args
 from medtrain.config import ConfigError
-
-LAYOUTS = ("mimic-cxr-jpg", "openi", "r2gen", "dicom", "manifest")  # = synth.LAYOUTS (lazy import)
+from medtrain.data.config import SPLITS, DeidConfig, ShardConfig
+from medtrain.data.errors import DataError
+from medtrain.synth.config import SynthConfig
 
 
 def _synth(args: argparse.Namespace) -> None:
-    from medtrain.synth.generate import SynthConfig, generate
+    cfg = dataclass_from_args(SynthConfig, args, where="data synth")
+    from medtrain.synth.generate import generate
 
-    try:
-        cfg = SynthConfig(
-            layout=args.layout,
-            n=args.n,
-            seed=args.seed,
-            image_size=args.image_size,
-            phi_fraction=args.phi_fraction,
-            lateral_fraction=args.lateral_fraction,
-            manifest_format=args.manifest_format,
-        )
-    except ValueError as e:
-        raise ConfigError(f"data synth: {e}") from None
     summary = generate(cfg, Path(args.out))
     print(json.dumps(summary, indent=2, default=str))
 
 
 def _deid_audit(args: argparse.Namespace) -> None:
     from medtrain.data.deid import audit, format_audit
-    from medtrain.data.sources import get_source
+    from medtrain.data.sources import open_source
 
     def reports():  # one report per study (images of a study share it)
         seen: set[str] = set()
-        for rec in get_source(args.source)(Path(args.root)):
+        for rec in open_source(args.source, args.root, skipped=[]):
             key = rec.study_id or rec.id
-            if key not in seen:
+            if rec.report is not None and key not in seen:
                 seen.add(key)
                 yield key, rec.report
                 if args.limit and len(seen) >= args.limit:
@@ -60,18 +52,15 @@ def _add_deid_audit(data: argparse._SubParsersAction) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    from medtrain.data.shards.write import ShardConfig, prepare_shards
+    cfg = dataclass_from_args(ShardConfig, args, where="data prepare")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError(f"data prepare: --out {args.out} is a file, not a shard directory")
+    from medtrain.data.shards.write import prepare_shards
 
-    try:
-        cfg = ShardConfig(
-            shard_size=args.shard_size,
-            image_size=args.image_size,
-            fit=args.fit,
-            workers=args.workers,
-            seed=args.seed,
-        )
-    except ValueError as e:
-        raise ConfigError(f"data prepare: {e}") from None
+    # Reader options (data.reports_root, data.images_root); empty: the reader searches.
+    options = {"reports_root": args.reports_root, "images_root": args.images_root}
+    if args.no_deid:
+        print("data prepare: de-identification is OFF (--no-deid)", file=sys.stderr)
     summary = prepare_shards(
         source=args.source,
         root=args.root,
@@ -79,6 +68,8 @@ def _prepare(args: argparse.Namespace) -> None:
         split=args.split,
         cfg=cfg,
         dry_run=args.dry_run,
+        deid=DeidConfig(enabled=not args.no_deid),
+        **{k: v for k, v in options.items() if v},
     )
     print(json.dumps(summary, indent=2))
 
@@ -88,27 +79,94 @@ def _add_prepare(data: argparse._SubParsersAction) -> None:
     p.add_argument("--source", required=True, help="reader name, e.g. mimic-cxr-jpg, openi")
     p.add_argument("--root", required=True, help="data set root in the source's own layout")
     p.add_argument("--out", required=True, help="shard directory")
-    p.add_argument("--split", default="train", help="train | validate | test | all")
-    p.add_argument("--workers", type=int, default=1, help="writer processes")
-    p.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
-    p.add_argument("--image-size", type=int, default=512)
-    p.add_argument("--fit", choices=["pad", "crop"], default="pad")
-    p.add_argument("--seed", type=int, default=0, help="seed of the within-window shuffle")
+    p.add_argument(
+        "--split",
+        default="train",
+        choices=[*SPLITS, "all"],
+        help="split to write; all: every split, each sample's split kept (default: train)",
+    )
+    p.add_argument(
+        "--reports-root",
+        default="",
+        help="mimic-cxr-jpg: reports tree kept apart from the JPG tree (default: searched)",
+    )
+    p.add_argument(
+        "--images-root",
+        default="",
+        help="openi: PNG folder kept apart from the XML (default: searched)",
+    )
+    p.add_argument(
+        "--no-deid",
+        action="store_true",
+        help="skip de-identification: only for sources de-identified at the source (the "
+        "manifest's text path records it)",
+    )
+    add_dataclass_flags(p, ShardConfig)
     p.add_argument("--dry-run", action="store_true", help="enumerate and plan only")
     p.set_defaults(fn=_prepare)
+
+
+def _verify(args: argparse.Namespace) -> None:
+    from medtrain.data.shards.manifest import verify_shards
+
+    bad = verify_shards(args.shards)
+    for name in bad:
+        print(f"bad: {Path(args.shards) / name} (size or sha256 differs from the manifest)")
+    if bad:
+        raise DataError(f"{len(bad)} shard(s) under {args.shards} differ from manifest.json")
+    print(f"ok: every shard under {args.shards} matches manifest.json")
+
+
+def _add_verify(data: argparse._SubParsersAction) -> None:
+    v = data.add_parser("verify", help="check shard sizes and sha256 against manifest.json")
+    v.add_argument("--shards", required=True, help="shard directory (`data prepare --out`)")
+    v.set_defaults(fn=_verify)
+
+
+def _preview(args: argparse.Namespace) -> None:
+    from medtrain.data.preview import format_row, preview_config, preview_rows
+
+    if args.n < 1:
+        raise ConfigError(f"data preview: --n must be >= 1, got {args.n}")
+    cfg = preview_config(
+        args.preset,
+        args.set,
+        source=args.source,
+        root=args.root,
+        shards=args.shards,
+        reports_root=args.reports_root,
+        images_root=args.images_root,
+    )
+    split = args.split or cfg.data.train_split
+    rows = preview_rows(cfg.data, image_size=cfg.model.vision.img_size, split=split, n=args.n)
+    for row in rows:
+        print(json.dumps(row) if args.json else format_row(row), flush=True)
+
+
+def _add_preview(data: argparse._SubParsersAction) -> None:
+    v = data.add_parser("preview", help="print samples exactly as training builds them")
+    v.add_argument("--source", required=True, help="reader name, e.g. mimic-cxr-jpg, openi")
+    v.add_argument("--root", required=True, help="data set root in the source's own layout")
+    v.add_argument("--shards", default="", help="read these shards (`data prepare --out`)")
+    v.add_argument("--split", choices=list(SPLITS), help="default: the config's data.train_split")
+    v.add_argument("--n", type=int, default=5, help="samples to print (the split's first)")
+    v.add_argument("--json", action="store_true", help="one JSON object per line")
+    v.add_argument("--reports-root", default="", help="mimic-cxr-jpg: reports tree kept apart")
+    v.add_argument("--images-root", default="", help="openi: PNG folder kept apart from the XML")
+    v.add_argument("--preset", default="tiny-cpu", help="preset whose data/model config applies")
+    v.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override"
+    )
+    v.set_defaults(fn=_preview)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="data sets").add_subparsers(dest="data_cmd", required=True)
     s = data.add_parser("synth", help="generate synthetic chest X-rays in a real layout")
-    s.add_argument("--layout", choices=list(LAYOUTS), default="mimic-cxr-jpg")
-    s.add_argument("--n", type=int, default=1000)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--image-size", type=int, default=512)
-    s.add_argument("--phi-fraction", type=float, default=0.2)
-    s.add_argument("--lateral-fraction", type=float, default=0.0, help="extra LATERAL views")
-    s.add_argument("--manifest-format", choices=["jsonl", "csv"], default="jsonl")
-    s.add_argument("--out", required=True)
+    add_dataclass_flags(s, SynthConfig)
+    s.add_argument("--out", required=True, help="output directory")
     s.set_defaults(fn=_synth)
     _add_deid_audit(data)
     _add_prepare(data)
+    _add_verify(data)
+    _add_preview(data)

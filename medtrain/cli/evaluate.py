@@ -6,24 +6,35 @@ import argparse
 import json
 from pathlib import Path
 
+from medtrain.config import ConfigError
+from medtrain.data.config import SPLITS
+
 
 def _eval(args: argparse.Namespace) -> None:
     import torch
 
-    from medtrain.data.pipeline import eval_dataset
+    from medtrain.data.pipeline import build_pipeline
     from medtrain.eval.runner import evaluate
     from medtrain.train.checkpoint import load_run
 
+    try:
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as e:
+        raise ConfigError(f"eval: --device {args.device!r}: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"eval: --device {args.device} but no CUDA device is available")
     model, tokenizer, cfg = load_run(args.run, args.tag)
+    model.to(device)
     cfg.data.eval_split = args.split
-    ds = eval_dataset(cfg.data, cfg.model.vision.img_size)
+    pipeline = build_pipeline(cfg.data, image_size=cfg.model.vision.img_size)
     metrics = evaluate(
         model,
-        ds,
+        pipeline.eval(),
         tokenizer,
         cfg.eval,
         max_length=cfg.model.text.max_length,
-        device=torch.device("cpu"),
+        device=device,
+        on_device=pipeline.on_device,
         max_samples=args.max_samples,
     )
     out = Path(args.run) / "eval" / f"{args.split}.json"
@@ -36,7 +47,10 @@ def _eval(args: argparse.Namespace) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="zero-shot retrieval + classification of a pretrained run")
     ev.add_argument("--run", required=True, help="run directory (train.out_dir)")
-    ev.add_argument("--split", default="test")
+    ev.add_argument("--split", default="test", choices=list(SPLITS))
     ev.add_argument("--tag", default=None, help="checkpoint tag (default: latest)")
     ev.add_argument("--max-samples", type=int, default=0)
+    ev.add_argument(
+        "--device", default="", help="torch device, e.g. cuda:1 or cpu (default: cuda if available)"
+    )
     ev.set_defaults(fn=_eval)

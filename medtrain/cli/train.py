@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from medtrain.config import available_presets
+from medtrain.config import available_presets, config_yaml, load_config
 
 
 def _pretrain(args: argparse.Namespace) -> None:
+    cfg = load_config(args.preset, args.set)
+    if args.print_config:  # before any torch import: a quick look at what would run
+        print(config_yaml(cfg), end="")
+        return
+
     import torch.distributed as dist
 
-    from medtrain.config import load_config
     from medtrain.train.loop import pretrain
 
-    cfg = load_config(args.preset, args.set)
     summary = pretrain(cfg, resume=args.resume)
     if dist.get_rank() == 0:
         e = summary["eval"]
@@ -40,4 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="override one config field, e.g. train.lr=1e-4 (repeatable)",
     )
     pt.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    pt.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (preset + overrides) as YAML and exit",
+    )
     pt.set_defaults(fn=_pretrain)

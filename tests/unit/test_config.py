@@ -1,6 +1,9 @@
+from pathlib import Path
+
 import pytest
 
 from medtrain.config import ConfigError, RunConfig, available_presets, dump_config, load_config
+from medtrain.train.config import TrainConfig
 
 
 def test_presets_load_and_validate():
@@ -57,3 +60,42 @@ def test_dump_and_reload_round_trip(tmp_path):
     cfg = load_config("tiny-cpu", ["train.steps=7"])
     dump_config(cfg, tmp_path / "c.yaml")
     assert load_config(str(tmp_path / "c.yaml")) == cfg
+
+
+DS_CONFIGS = [
+    "cpu.json",
+    "zero0_bf16.json",
+    "zero1_bf16.json",
+    "zero2_bf16.json",
+    "zero3_bf16.json",
+]
+
+
+def test_top_level_ds_configs_are_the_package_data(repo_root):
+    """One source of truth: ds_configs/ (where users edit) is medtrain/ds_configs/ (shipped)."""
+    top, shipped = repo_root / "ds_configs", repo_root / "medtrain" / "ds_configs"
+    assert sorted(p.name for p in shipped.glob("*.json")) == DS_CONFIGS
+    assert sorted(p.name for p in top.glob("*.json")) == DS_CONFIGS
+    for name in DS_CONFIGS:
+        assert (top / name).read_bytes() == (shipped / name).read_bytes(), name
+
+
+def test_ds_config_comes_from_the_working_directory_or_else_the_package(
+    tmp_path, monkeypatch, repo_root
+):
+    from medtrain.train.engine import PACKAGE_DS_CONFIGS, resolve_ds_config_path
+
+    assert PACKAGE_DS_CONFIGS.resolve() == (repo_root / "medtrain" / "ds_configs").resolve()
+    monkeypatch.chdir(tmp_path)  # no ds_configs/ here: the shipped files
+    assert resolve_ds_config_path(TrainConfig(zero_stage=3)) == PACKAGE_DS_CONFIGS / DS_CONFIGS[4]
+    cpu = TrainConfig(ds_config="ds_configs/cpu.json")
+    assert resolve_ds_config_path(cpu) == PACKAGE_DS_CONFIGS / "cpu.json"
+    (tmp_path / "ds_configs").mkdir()  # a user's edited copy where the run starts wins
+    (tmp_path / "ds_configs" / "cpu.json").write_text("{}")
+    assert resolve_ds_config_path(cpu) == Path("ds_configs/cpu.json")
+    mine = tmp_path / "elsewhere" / "mine.json"  # any other path: as given, never substituted
+    mine.parent.mkdir()
+    mine.write_text("{}")
+    assert resolve_ds_config_path(TrainConfig(ds_config=str(mine))) == mine
+    with pytest.raises(FileNotFoundError, match=r"elsewhere/cpu.json not found.*'zero3_bf16"):
+        resolve_ds_config_path(TrainConfig(ds_config="elsewhere/cpu.json"))
