@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+PRECISIONS = ("bf16", "fp32", "auto")
+
 
 @dataclass(kw_only=True, slots=True)
 class TrainConfig:
@@ -22,7 +24,9 @@ class TrainConfig:
     eps: float = 1e-6
     grad_clip: float = 1.0  # global-norm clipping (DeepSpeed's own default is 0 = off)
     zero_stage: int = 2
-    precision: str = "bf16"  # bf16 | fp32
+    # bf16 | fp32 | auto: bf16 where the device computes it natively (CUDA with bf16; CPUs with
+    # AVX512-BF16 or AMX), fp32 elsewhere (emulated bf16 matmuls are ~50x slower than fp32).
+    precision: str = "bf16"
     ds_config: str = ""  # base DeepSpeed JSON; "" = ds_configs/zero{stage}_bf16.json
     activation_checkpointing: bool = False
     seed: int = 0
@@ -45,8 +49,10 @@ class TrainConfig:
             raise ValueError("train.steps and train.micro_batch_size must be >= 1")
         if self.zero_stage not in (0, 1, 2, 3):
             raise ValueError(f"train.zero_stage must be 0-3, got {self.zero_stage}")
-        if self.precision not in ("bf16", "fp32"):
-            raise ValueError(f"train.precision must be bf16 or fp32, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"train.precision must be one of {list(PRECISIONS)}, got {self.precision!r}"
+            )
         if not 0 <= self.warmup_fraction < 1 or not 0 <= self.min_lr_ratio <= 1:
             raise ValueError("train.warmup_fraction must be in [0, 1), min_lr_ratio in [0, 1]")
         if self.grad_accum_steps < 0 or self.global_batch_size < 0:

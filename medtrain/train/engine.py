@@ -17,7 +17,7 @@ from medtrain.train.config import TrainConfig
 from medtrain.train.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_DS_CONFIGS = Path(__file__).parents[1] / "ds_configs"  # package data
 
 
 def _free_port() -> int:
@@ -40,6 +40,26 @@ def init_distributed() -> tuple[int, int]:
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
 
 
+def bf16_unsupported(device_type: str) -> str | None:
+    """None when `device_type` computes bf16 natively, else why not (one line)."""
+    if device_type == "cuda":
+        return None if torch.cuda.is_bf16_supported() else "this GPU has no native bf16"
+    if device_type == "cpu":
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        if any(getattr(torch.cpu, name, lambda: False)() for name in checks):
+            return None
+        return "this CPU has neither AVX512-BF16 nor AMX (bf16 matmuls would be emulated)"
+    return None
+
+
+def resolve_precision(precision: str, device_type: str) -> tuple[str, str]:
+    """train.precision -> ("bf16" | "fp32", reason); "auto" picks bf16 where it is native."""
+    if precision != "auto":
+        return precision, "set explicitly"
+    why = bf16_unsupported(device_type)
+    return ("bf16", f"native bf16 on {device_type}") if why is None else ("fp32", why)
+
+
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: no weight decay on norms, biases (all 1-d), logit scale, position tables."""
     skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
@@ -58,16 +78,27 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def resolve_ds_config_path(cfg: TrainConfig) -> Path:
+    """train.ds_config as given (absolute, or relative to the working directory); a
+    `ds_configs/NAME.json` that is not there comes from the package (medtrain/ds_configs/,
+    which the checkout's top-level ds_configs/ links to). Default: ds_configs/zero{stage}_bf16."""
     name = cfg.ds_config or f"ds_configs/zero{cfg.zero_stage}_bf16.json"
-    for base in (Path.cwd(), REPO_ROOT):
-        if (base / name).is_file():
-            return base / name
-    raise FileNotFoundError(f"DeepSpeed config {name} not found (looked in . and {REPO_ROOT})")
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = PACKAGE_DS_CONFIGS / path.name
+    if path.parent == Path("ds_configs") and shipped.is_file():
+        return shipped
+    raise FileNotFoundError(
+        f"DeepSpeed config {name} not found (train.ds_config: a JSON path, or ds_configs/NAME "
+        f"with NAME one of {sorted(p.name for p in PACKAGE_DS_CONFIGS.glob('*.json'))})"
+    )
 
 
 def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
     """Base JSON + the values the run config owns (batch layout, stage, precision, clipping)."""
-    ds = json.loads(resolve_ds_config_path(cfg).read_text())
+    path = resolve_ds_config_path(cfg)
+    log.info("DeepSpeed config %s", path)
+    ds = json.loads(path.read_text())
     micro, accum, glob = cfg.batch_layout(world_size)
     ds["train_micro_batch_size_per_gpu"] = micro
     ds["gradient_accumulation_steps"] = accum

@@ -1,7 +1,7 @@
 """The pretraining loop: data -> MedVLP -> losses -> DeepSpeed engine, with eval and checkpoints.
 
 Same entry point for one process (`medtrain pretrain`) and for `deepspeed` launches over many
-ranks/nodes. Checkpoints hold the DeepSpeed state plus the data position (medtrain/train/data.py)
+ranks/nodes. Checkpoints hold the DeepSpeed state plus the data position (medtrain/data/pipeline.py)
 so `--resume` continues with exactly the samples not yet seen.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import random
 import time
 from pathlib import Path
@@ -16,38 +17,54 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
+from deepspeed.accelerator import get_accelerator
 from torch.utils.flop_counter import FlopCounterMode
 
 from medtrain.config import ConfigError, RunConfig, dump_config
 from medtrain.data.collate import Collator
-from medtrain.data.images import ImageConfig, batch_transform
-from medtrain.data.pipeline import build_train_data, eval_dataset
+from medtrain.data.config import DataConfig
+from medtrain.data.pipeline import build_pipeline
+from medtrain.data.shards.manifest import read_manifest
+from medtrain.data.text import describe_text_path, text_path_id
 from medtrain.data.tokenizer import load_tokenizer
 from medtrain.eval.runner import evaluate
 from medtrain.losses import compute_losses
 from medtrain.models.medvlp import MedVLP, count_parameters
-from medtrain.train.engine import build_engine, init_distributed
+from medtrain.train.engine import build_engine, init_distributed, resolve_precision
 from medtrain.train.metrics import MetricsLogger, peak_memory_gb
+
+log = logging.getLogger(__name__)
+
+
+def note_text_path(data: DataConfig) -> None:
+    """Once per run (rank 0): log that de-identification is off (data.deid.enabled false), and
+    warn when shards were written under another text path than this run's (data/text.py)."""
+    run = text_path_id(data.deid)
+    if not data.deid.enabled:
+        log.warning(
+            "data.deid.enabled is false: report text is NOT de-identified by medtrain (only for "
+            "sources de-identified at the source); text path %s",
+            describe_text_path(run),
+        )
+    dirs = [data.shards] if data.format == "shards" else []
+    for shard_dir in dict.fromkeys([*dirs, data.eval_shards]):
+        if shard_dir:
+            written = read_manifest(shard_dir).text_path
+            if written.get("hash") != run["hash"]:
+                log.warning(
+                    "shards in %s were written under text path %s; this run's text path is %s: "
+                    "the texts do not follow this run's de-identification/sectioning",
+                    shard_dir,
+                    describe_text_path(written),
+                    describe_text_path(run),
+                )
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def to_device(
-    batch: dict[str, Any], device: torch.device, dtype: torch.dtype, image: ImageConfig
-) -> dict[str, Any]:
-    out = {}
-    for k, v in batch.items():
-        if isinstance(v, torch.Tensor):
-            v = v.to(device, non_blocking=True)
-            # Device-side preprocessing (Gaussian LCN with image.lcn_device=gpu) runs in fp32.
-            out[k] = batch_transform(v, image).to(dtype) if k == "pixel_values" else v
-        else:
-            out[k] = v
-    return out
 
 
 class Trainer:
@@ -58,19 +75,23 @@ class Trainer:
         self.rank, self.world = init_distributed()
         seed_everything(cfg.train.seed + self.rank)
         self.out = Path(cfg.train.out_dir)
+        self._resolve_precision(resume)  # before config.yaml is written: it records the result
         self.ckpt_dir = self.out / "checkpoints"
         if not resume and (self.ckpt_dir / "latest").is_file():
             raise ConfigError(
                 f"{self.ckpt_dir} already holds a run; pass --resume to continue it or set "
                 "train.out_dir to a new directory"
             )
-        self.tokenizer = load_tokenizer(cfg.tokenizer.path)
+        # The run's tokenizer carries the model's text length (and truncates to it).
+        self.tokenizer = load_tokenizer(cfg.tokenizer.path, max_length=cfg.model.text.max_length)
         self.size, self.max_len = cfg.model.vision.img_size, cfg.model.text.max_length
-        self.eval_ds = eval_dataset(cfg.data, self.size)
+        self.pipeline = build_pipeline(cfg.data, image_size=self.size)
+        self.eval_ds = self.pipeline.eval()
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             dump_config(cfg, self.out / "config.yaml")
             self.tokenizer.save_pretrained(self.out / "tokenizer")
+            note_text_path(cfg.data)
 
         self.model = MedVLP(
             cfg.model, vocab_size=len(self.tokenizer), pad_token_id=self.tokenizer.pad_token_id
@@ -93,9 +114,7 @@ class Trainer:
             masking=cfg.masking,
             seed=cfg.train.seed * 1000 + self.rank * 7919 + self.step,
         )
-        self.data = build_train_data(
-            cfg.data,
-            image_size=self.size,
+        self.data = self.pipeline.train(
             batch_size=cfg.train.micro_batch_size,
             rank=self.rank,
             world=self.world,
@@ -106,6 +125,22 @@ class Trainer:
             self.data.restore(client)
         self.logger = MetricsLogger(self.out, enabled=self.rank == 0)
         self.flops_per_micro, self.flops_counted = 0.0, False
+
+    def _resolve_precision(self, resume: bool) -> None:
+        """train.precision "auto" -> bf16 | fp32, once per run: a resumed run keeps what its
+        config.yaml recorded (its checkpoints hold that precision's optimizer state)."""
+        train = self.cfg.train
+        if train.precision != "auto":
+            return
+        saved = self.out / "config.yaml"
+        before = None
+        if resume and saved.is_file():
+            before = (yaml.safe_load(saved.read_text()) or {}).get("train", {}).get("precision")
+        if before in ("bf16", "fp32"):
+            train.precision, why = before, "as the run being resumed"
+        else:
+            train.precision, why = resolve_precision("auto", get_accelerator().device_name())
+        self._say(f"train.precision=auto -> {train.precision} ({why})")
 
     def _say(self, msg: str) -> None:
         if self.rank == 0:
@@ -119,6 +154,7 @@ class Trainer:
             self.cfg.eval,
             max_length=self.max_len,
             device=self.engine.device,
+            on_device=self.pipeline.on_device,
             max_samples=self.cfg.data.max_eval_samples,
         )
         if self.rank == 0:
@@ -132,7 +168,7 @@ class Trainer:
         self.engine.save_checkpoint(str(self.ckpt_dir), tag=f"step{self.step}", client_state=client)
 
     def micro_step(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
-        batch = to_device(batch, self.engine.device, self.dtype, self.cfg.data.image)
+        batch = self.pipeline.on_device(batch, self.engine.device, self.dtype)
         counting = not self.flops_counted  # count model FLOPs once, on the first micro-batch
         ctx = FlopCounterMode(display=False) if counting else contextlib.nullcontext()
         with ctx:

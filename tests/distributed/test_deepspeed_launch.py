@@ -1,50 +1,15 @@
 """Real `deepspeed` launches on CPU: 2 ranks ZeRO-2 bf16, checkpoint, resume; multi-node path."""
 
 import json
-import os
-import socket
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import torch
-
-from tests.conftest import REPO, tiny_overrides
-
-DEEPSPEED = str(Path(sys.executable).parent / "deepspeed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [DEEPSPEED, *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return proc
-
-
-def client_state(run: Path, tag: str) -> dict:
-    # Our own checkpoint: DeepSpeed pickles Python objects beside the tensors.
-    return torch.load(
-        run / "checkpoints" / tag / "mp_rank_00_model_states.pt",
-        map_location="cpu",
-        weights_only=False,
-    )
 
 
 @pytest.mark.slow
-def test_two_ranks_zero2_bf16_train_checkpoint_and_resume(synth_mimic, tokenizer_dir, tmp_path):
+def test_two_ranks_zero2_bf16_train_checkpoint_and_resume(
+    synth_mimic, tokenizer_dir, tmp_path, tiny_overrides, launch, free_port, client_state
+):
     run = tmp_path / "run"
     common = [
         "--num_gpus",
@@ -68,7 +33,7 @@ def test_two_ranks_zero2_bf16_train_checkpoint_and_resume(synth_mimic, tokenizer
             "train.steps": 4,
         },
     )
-    proc = launch(common + sets)
+    proc = launch(common + sets, cwd=tmp_path)
     assert "2 rank(s)" in proc.stdout and "global batch 16" in proc.stdout
     assert (run / "checkpoints" / "latest").read_text().strip() == "step4"
     state = client_state(run, "step4")
@@ -81,10 +46,11 @@ def test_two_ranks_zero2_bf16_train_checkpoint_and_resume(synth_mimic, tokenizer
         tokenizer_dir,
         run,
         **{"train.zero_stage": 2, "train.ckpt_every": 2, "train.steps": 6},
-    )
+    )  # train.precision left at the preset's "auto": resuming keeps the run's bf16
     common[3] = str(free_port())
-    proc = launch(common + sets + ["--resume"])
+    proc = launch(common + sets + ["--resume"], cwd=tmp_path)
     assert "at step 4" in proc.stdout
+    assert "train.precision=auto -> bf16 (as the run being resumed)" in proc.stdout
     steps = [
         json.loads(x)["step"]
         for x in (run / "metrics.jsonl").read_text().splitlines()
@@ -95,7 +61,9 @@ def test_two_ranks_zero2_bf16_train_checkpoint_and_resume(synth_mimic, tokenizer
 
 
 @pytest.mark.slow
-def test_multinode_no_ssh_path_with_zero3(synth_mimic, tokenizer_dir, tmp_path):
+def test_multinode_no_ssh_path_with_zero3(
+    synth_mimic, tokenizer_dir, tmp_path, tiny_overrides, free_port, subprocess_env, deepspeed_bin
+):
     """Two 'nodes' of one rank each on this host through --hostfile/--no_ssh/--node_rank."""
     run = tmp_path / "mn"
     hostfile = tmp_path / "hostfile"
@@ -110,7 +78,7 @@ def test_multinode_no_ssh_path_with_zero3(synth_mimic, tokenizer_dir, tmp_path):
     procs = []
     for node in (0, 1):
         cmd = [
-            DEEPSPEED,
+            deepspeed_bin,
             "--hostfile",
             str(hostfile),
             "--no_ssh",
@@ -130,11 +98,11 @@ def test_multinode_no_ssh_path_with_zero3(synth_mimic, tokenizer_dir, tmp_path):
         procs.append(
             subprocess.Popen(
                 cmd,
-                cwd=REPO,
+                cwd=tmp_path,  # never the checkout (its runs/, data/)
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
-                env={**os.environ, "OMP_NUM_THREADS": "1"},
+                env=subprocess_env({"OMP_NUM_THREADS": "1"}),
             )
         )
     outs = [p.communicate(timeout=900)[0] for p in procs]

@@ -1,10 +1,11 @@
-"""End-to-end: the `medtrain` CLI on fixture data, single process (DeepSpeed, 1 rank)."""
+"""End-to-end: the `medtrain` CLI on fixture data, single process (DeepSpeed, 1 rank).
+
+run_cli runs each command in a fresh temporary working directory and every run gets its own
+train.out_dir under tmp_path: nothing here reads or writes the checkout's runs/ or data/."""
 
 import json
 
 import pytest
-
-from tests.conftest import run_cli, tiny_overrides
 
 
 def read_metrics(run):
@@ -12,7 +13,9 @@ def read_metrics(run):
 
 
 @pytest.mark.slow
-def test_pretrain_learns_writes_logs_checkpoint_and_evaluates(synth_mimic, tokenizer_dir, tmp_path):
+def test_pretrain_learns_writes_logs_checkpoint_and_evaluates(
+    synth_mimic, tokenizer_dir, tmp_path, run_cli, tiny_overrides
+):
     run = tmp_path / "run"
     sets = tiny_overrides(synth_mimic, tokenizer_dir, run, **{"train.steps": 60, "train.lr": 1e-3})
     proc = run_cli("pretrain", "--preset", "tiny-cpu", *sets)
@@ -58,7 +61,9 @@ def test_pretrain_learns_writes_logs_checkpoint_and_evaluates(synth_mimic, token
         (["--set", "data.root=/nonexistent/mimic"], "data root /nonexistent/mimic does not exist"),
     ],
 )
-def test_bad_configuration_is_a_clear_error(args, message, synth_mimic, tokenizer_dir, tmp_path):
+def test_bad_configuration_is_a_clear_error(
+    args, message, synth_mimic, tokenizer_dir, tmp_path, run_cli
+):
     base = [
         "--set",
         f"tokenizer.path={tokenizer_dir}",
@@ -72,13 +77,15 @@ def test_bad_configuration_is_a_clear_error(args, message, synth_mimic, tokenize
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_missing_tokenizer_is_a_clear_error(synth_mimic, tmp_path):
+def test_missing_tokenizer_is_a_clear_error(synth_mimic, tmp_path, run_cli):
     proc = run_cli(
         "pretrain",
         "--set",
         f"data.root={synth_mimic}",
         "--set",
         f"tokenizer.path={tmp_path / 'no-tok'}",
+        "--set",
+        f"train.out_dir={tmp_path / 'run'}",
         check=False,
         timeout=300,
     )
@@ -86,7 +93,9 @@ def test_missing_tokenizer_is_a_clear_error(synth_mimic, tmp_path):
 
 
 @pytest.mark.slow
-def test_base_h100_preset_builds_and_runs_one_step_on_cpu(synth_mimic, tokenizer_dir, tmp_path):
+def test_base_h100_preset_builds_and_runs_one_step_on_cpu(
+    synth_mimic, tokenizer_dir, tmp_path, run_cli
+):
     run = tmp_path / "base"
     sets = [
         "--set",
@@ -102,13 +111,15 @@ def test_base_h100_preset_builds_and_runs_one_step_on_cpu(synth_mimic, tokenizer
         "--set",
         "train.global_batch_size=2",
         "--set",
-        "train.ds_config=ds_configs/cpu.json",
+        "train.ds_config=ds_configs/cpu.json",  # from the package (no ds_configs/ in the cwd)
         "--set",
         "data.num_workers=0",
         "--set",
         "data.max_eval_samples=2",
         "--set",
         "eval.batch_size=2",
+        "--set",  # bf16 on CPUs with native bf16 only (emulated it takes minutes here)
+        "train.precision=auto",
     ]
     proc = run_cli("pretrain", "--preset", "base-h100", *sets, timeout=900)
     assert "1 steps" in proc.stdout

@@ -37,11 +37,10 @@ def test_scheduler_drives_optimizer():
     assert lrs[-1] < 0.1
 
 
-def test_param_groups_exclude_norm_bias_and_logit_scale():
+def test_param_groups_exclude_norm_bias_and_logit_scale(tiny_cfg, vocab_size):
     from medtrain.models.medvlp import MedVLP
-    from tests.unit.test_models import VOCAB, tiny_cfg
 
-    model = MedVLP(tiny_cfg(), VOCAB)
+    model = MedVLP(tiny_cfg(), vocab_size)
     decay, no_decay = param_groups(model, 0.1)
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     ids = {id(p): n for n, p in model.named_parameters()}
@@ -89,10 +88,32 @@ def test_deepspeed_config_owns_batch_stage_precision_clipping(stage):
 
 
 def test_shipped_ds_configs_set_clipping_explicitly():
-    from medtrain.train.engine import REPO_ROOT
+    from medtrain.train.engine import PACKAGE_DS_CONFIGS
 
-    files = sorted((REPO_ROOT / "ds_configs").glob("*.json"))
+    files = sorted(PACKAGE_DS_CONFIGS.glob("*.json"))  # the shipped copies (package data)
     assert len(files) >= 5
     for f in files:
         ds = json.loads(f.read_text())
         assert ds["gradient_clipping"] == 1.0 and "stage" in ds["zero_optimization"], f
+
+
+@pytest.mark.parametrize(
+    "avx512_bf16, amx, expected",
+    [(True, False, "bf16"), (False, True, "bf16"), (False, False, "fp32")],
+)
+def test_precision_auto_picks_bf16_only_where_the_cpu_has_it(
+    monkeypatch, avx512_bf16, amx, expected
+):
+    from medtrain.train.engine import resolve_precision
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    precision, why = resolve_precision("auto", "cpu")
+    assert precision == expected, why
+    assert resolve_precision("bf16", "cpu")[0] == "bf16"  # explicit values are honoured
+    assert resolve_precision("fp32", "cpu")[0] == "fp32"
+
+
+def test_precision_rejects_unknown_values():
+    with pytest.raises(ValueError, match="train.precision"):
+        TrainConfig(precision="fp16")
