@@ -91,6 +91,8 @@ def test_manifest_records_text_path_and_splits(shards):
     manifest = json.loads((shards / MANIFEST).read_text())
     assert manifest["text_path"] == text_path_id(DeidConfig())
     assert manifest["config"]["text_path"] == manifest["text_path"]
+    assert "16-bit" in manifest["members"]["png"]  # the convention, for non-medtrain readers
+    assert "webdataset_png_decoder" in manifest["members"]["png"]
     written: dict[str, dict[str, int]] = {}
     for name in [s["name"] for s in manifest["shards"]]:
         with tarfile.open(shards / name) as tar:

@@ -23,6 +23,17 @@ MANIFEST = "manifest.json"
 QUARANTINE = "quarantine.jsonl"
 STATE_DIR = ".state"
 FORMAT_VERSION = 1
+# What each member holds, written into every manifest for people and tools that read the shards
+# without medtrain (webdataset's own "l"/"pil" decoders scale by 255 and turn 16-bit PNGs white).
+MEMBERS = {
+    "png": (
+        "grayscale image before contrast normalization, fitted to config.image_size; 8-bit, or "
+        "16-bit (0..65535) where the sample's json says bits=16 (16-bit PNG and DICOM sources); "
+        "decode with medtrain.data.shards.read.webdataset_png_decoder"
+    ),
+    "txt": "training text (UTF-8) from the text path recorded under text_path",
+    "json": "id, study_id, subject_id, view, split, labels {finding: 1/0/-1/null}, source, bits",
+}
 ENTRY_KEYS = ("name", "count", "splits", "bytes", "sha256")  # one shard's manifest entry
 
 

@@ -54,6 +54,7 @@ from medtrain.data.shards.manifest import (
     ENTRY_KEYS,
     FORMAT_VERSION,
     MANIFEST,
+    MEMBERS,
     QUARANTINE,
     STATE_DIR,
 )
@@ -397,6 +398,7 @@ def prepare_shards(
         "format": FORMAT_VERSION,
         "config": identity,
         "text_path": text_path,
+        "members": MEMBERS,
         "root": str(root),
         "shards": shards,
         "total": {
