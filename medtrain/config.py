@@ -99,14 +99,47 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _yaml(text: str, where: str) -> Any:
+    """yaml.safe_load with a one-line ConfigError naming where:line:column on a syntax error."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f"{where}:{mark.line + 1}:{mark.column + 1}" if mark is not None else where
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{at}: YAML syntax error: {problem}") from None
+
+
+def _check_override(parts: list[str], value: Any) -> None:
+    """A section (a config dataclass) takes a mapping, never a scalar; only sections have keys."""
+    cls: Any = RunConfig
+    for i, part in enumerate(parts):
+        hints = typing.get_type_hints(cls)
+        if part not in hints:  # unknown keys are reported with the valid ones by _build
+            return
+        tp, path = hints[part], ".".join(parts[: i + 1])
+        last = i == len(parts) - 1
+        if dataclasses.is_dataclass(tp):
+            if last and not isinstance(value, dict):
+                raise ConfigError(
+                    f"{path} is a config section; set its fields ({path}.FIELD=VALUE), "
+                    f"not {value!r}"
+                )
+            cls = tp
+        elif not last:
+            raise ConfigError(f"{path} is a value, not a section: cannot set {'.'.join(parts)}")
+
+
 def parse_override(item: str) -> dict[str, Any]:
     """'train.lr=1e-4' -> {'train': {'lr': 0.0001}} (value parsed as YAML)."""
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like section.key=value")
     key, raw = item.split("=", 1)
-    value = yaml.safe_load(raw) if raw else ""
+    value = _yaml(raw, f"--set {key}") if raw else ""
+    parts = key.strip().split(".")
+    _check_override(parts, value)
     out: dict[str, Any] = value
-    for part in reversed(key.strip().split(".")):
+    for part in reversed(parts):
         out = {part: out}
     return out
 
@@ -121,7 +154,9 @@ def load_config(preset: str = "tiny-cpu", overrides: list[str] | tuple[str, ...]
                 f"unknown preset {preset!r}; valid presets: {available_presets()} "
                 "(or a path to a .yaml file)"
             )
-    values = yaml.safe_load(path.read_text()) or {}
+    values = _yaml(path.read_text(), str(path)) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: a preset is a YAML mapping of sections, got {values!r}")
     for item in overrides:
         values = _merge(values, parse_override(item))
     return _build(RunConfig, values)

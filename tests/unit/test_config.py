@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,30 @@ def test_ds_config_comes_from_the_working_directory_or_else_the_package(
     assert resolve_ds_config_path(TrainConfig(ds_config=str(mine))) == mine
     with pytest.raises(FileNotFoundError, match=r"elsewhere/cpu.json not found.*'zero3_bf16"):
         resolve_ds_config_path(TrainConfig(ds_config="elsewhere/cpu.json"))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train=3", "train.lr=1e-3"], "train is a config section"),
+        (["model.vision=1"], "model.vision is a config section"),
+        (["train.lr.x=1"], "train.lr is a value, not a section"),
+        (["train.lr=[1,"], "--set train.lr:1:"),
+    ],
+)
+def test_overrides_cannot_replace_a_section_or_hide_a_syntax_error(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("tiny-cpu", overrides)
+
+
+def test_yaml_syntax_error_is_one_line_with_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lr: 1e-3\n  steps: [1, 2\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(bad))
+    msg = str(info.value)
+    assert msg.startswith(f"{bad}:") and "YAML syntax error" in msg and "\n" not in msg
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("3\n")
+    with pytest.raises(ConfigError, match="a preset is a YAML mapping"):
+        load_config(str(scalar))
