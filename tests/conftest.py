@@ -21,7 +21,8 @@ _REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def synth_mimic(tmp_path_factory) -> Path:
     """A small synthetic MIMIC-CXR-JPG tree (128 px) shared by the integration tests."""
-    from medtrain.synth.generate import SynthConfig, generate
+    from medtrain.synth.config import SynthConfig
+    from medtrain.synth.generate import generate
 
     out = tmp_path_factory.mktemp("synth-mimic")
     generate(SynthConfig(layout="mimic-cxr-jpg", n=240, seed=3, image_size=128), out)

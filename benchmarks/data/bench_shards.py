@@ -207,7 +207,8 @@ _ENUM = (
     _HWM
     + """
 import json, sys, time
-from medtrain.data.shards.write import ShardConfig, prepare_shards
+from medtrain.data.config import ShardConfig
+from medtrain.data.shards.write import prepare_shards
 t = time.perf_counter()
 s = prepare_shards(source="mimic-cxr-jpg", root=sys.argv[1], out="/nonexistent", split="train",
                    cfg=ShardConfig(shard_size=1000), dry_run=True)
@@ -223,7 +224,8 @@ _PLAN = (
 import json, sys, time
 from pathlib import Path
 from medtrain.data.records import Record
-from medtrain.data.shards.write import ShardConfig, plan_shards
+from medtrain.data.config import ShardConfig
+from medtrain.data.shards.write import plan_shards
 n, report = int(sys.argv[1]), sys.argv[2]
 def stream():
     for i in range(n):

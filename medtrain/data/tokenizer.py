@@ -40,7 +40,6 @@ from tokenizers import (
 )
 from transformers import PreTrainedTokenizerFast
 
-from medtrain.data.config import TokenizerConfig  # noqa: F401  (re-export)
 from medtrain.data.deid import FIRST_NAMES, LAST_NAMES
 from medtrain.data.errors import DataError
 

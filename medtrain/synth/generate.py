@@ -27,7 +27,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from medtrain.data.labels import CHEXPERT_LABELS, POSITIVE, UNCERTAIN
-from medtrain.synth.config import LAYOUTS, SynthConfig  # noqa: F401  (re-exported)
+from medtrain.synth.config import SynthConfig
 from medtrain.synth.layouts import layout_writer
 from medtrain.synth.study import Study, studies
 

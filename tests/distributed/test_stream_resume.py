@@ -12,10 +12,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from PIL import Image
 
+from medtrain.data.config import ShardConfig
 from medtrain.data.images import ImageConfig
 from medtrain.data.records import Record, Sample
 from medtrain.data.shards.read import ShardLoader, ShardStream, merge_states
-from medtrain.data.shards.write import ShardConfig, prepare_shards
+from medtrain.data.shards.write import prepare_shards
 
 N = 53  # samples; 9 shards of 6 and 5: uneven on purpose
 SEED, BUFFER, BATCH = 7, 4, 3

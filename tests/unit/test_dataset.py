@@ -9,7 +9,8 @@ from medtrain.data.config import DataConfig, ImageConfig
 from medtrain.data.errors import DataError
 from medtrain.data.pipeline import PairDataset, ResumableSampler, build_pipeline
 from medtrain.data.records import Sample
-from medtrain.synth.generate import SynthConfig, generate
+from medtrain.synth.config import SynthConfig
+from medtrain.synth.generate import generate
 
 
 @pytest.fixture(scope="module")

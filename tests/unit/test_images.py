@@ -190,7 +190,8 @@ def test_dicom_decoding_matches_synthetic_export_truth(tmp_path):
     import json
 
     from medtrain.data.images import read_dicom
-    from medtrain.synth.generate import LAYOUTS, SynthConfig, generate
+    from medtrain.synth.config import LAYOUTS, SynthConfig
+    from medtrain.synth.generate import generate
 
     if "dicom" not in LAYOUTS:
         pytest.skip("synthetic DICOM export layout not available")

@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from medtrain.cli import main
+from medtrain.data.config import ShardConfig
 from medtrain.data.labels import CHEXPERT_LABELS
 from medtrain.data.pipeline import build_pipeline
 from medtrain.data.preview import preview_config
-from medtrain.data.shards.write import ShardConfig, prepare_shards
+from medtrain.data.shards.write import prepare_shards
 from medtrain.data.sources import open_source, source_options
-from medtrain.synth.generate import SynthConfig, generate
+from medtrain.synth.config import SynthConfig
+from medtrain.synth.generate import generate
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = "mimic-cxr-jpg"

@@ -22,7 +22,8 @@ from medtrain.data.shards.manifest import (
 from medtrain.data.shards.read import ShardIndexDataset, ShardStream
 from medtrain.data.shards.write import plan_shards, prepare_shards
 from medtrain.data.text import text_path_id
-from medtrain.synth.generate import SynthConfig, generate
+from medtrain.synth.config import SynthConfig
+from medtrain.synth.generate import generate
 
 CFG = ShardConfig(shard_size=4, image_size=64, window_shards=2)
 

@@ -28,7 +28,8 @@ from medtrain.data.sources import (
 from medtrain.data.sources.common import hash_split, pseudonym
 from medtrain.data.sources.openi import mesh_labels, openi_split
 from medtrain.data.text import record_text
-from medtrain.synth.generate import LAYOUTS, SynthConfig, generate
+from medtrain.synth.config import LAYOUTS, SynthConfig
+from medtrain.synth.generate import generate
 
 N = 30
 

@@ -17,7 +17,8 @@ from medtrain.data.pipeline import load_records
 from medtrain.data.shards.manifest import QUARANTINE
 from medtrain.data.shards.write import prepare_shards
 from medtrain.data.sources import iter_manifest, iter_mimic_cxr, iter_openi, open_source
-from medtrain.synth.generate import SynthConfig, generate
+from medtrain.synth.config import SynthConfig
+from medtrain.synth.generate import generate
 
 
 def _view(records, root: Path) -> list[tuple]:

@@ -203,7 +203,8 @@ def test_cli_refuses_unmarked_corpus_and_reports_fertility(tmp_path, capsys) -> 
 
 def test_cli_reader_path_deidentifies(tmp_path, capsys) -> None:
     from medtrain.cli import main
-    from medtrain.synth.generate import SynthConfig, generate
+    from medtrain.synth.config import SynthConfig
+    from medtrain.synth.generate import generate
 
     root = tmp_path / "synth"
     generate(SynthConfig(layout="manifest", n=40, image_size=32, phi_fraction=1.0), root)
