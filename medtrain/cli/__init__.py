@@ -15,6 +15,7 @@ import sys
 from medtrain.cli import data, evaluate, tokenizer, train
 from medtrain.config import ConfigError
 from medtrain.data.errors import DataError
+from medtrain.train.errors import CheckpointError, RankHung, TrainingDiverged
 
 GROUPS = (data, tokenizer, train, evaluate)
 
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, FileNotFoundError) as e:
         print(f"medtrain: error: {e}", file=sys.stderr)
         return 2
+    except (CheckpointError, TrainingDiverged, RankHung) as e:
+        print(f"medtrain: error: {e}", file=sys.stderr)
+        return e.exit_code
     return 0
 
 

@@ -34,6 +34,18 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 0  # 0 = only at the end
     ckpt_every: int = 0  # 0 = only at the end
+    keep_last: int = 3  # complete checkpoints kept (older ones deleted); 0 = keep all
+    # Numerics: a step whose loss or gradient norm is non-finite on any rank is skipped on every
+    # rank (ours, or DeepSpeed's overflow check); this many skipped steps in a row stop the run.
+    max_bad_steps: int = 10
+    spike_window: int = 50  # loss-spike detector: z-score of the step loss over this many steps
+    spike_zscore: float = 6.0  # log the batch's sample ids above this z-score; 0 = off
+    # Hung ranks: collective timeout, and a watchdog that dumps every thread's stack and exits
+    # when a step takes longer than watchdog_factor x the median step (at least watchdog_min_s).
+    dist_timeout_min: float = 10.0
+    watchdog_factor: float = 20.0  # 0 = no watchdog
+    watchdog_min_s: float = 120.0
+    watchdog_warmup_steps: int = 3  # steps not timed (compilation, allocator warm-up)
 
     def __post_init__(self) -> None:
         for name in ("lr", "eps", "weight_decay", "grad_clip", "min_lr_ratio", "warmup_fraction"):
@@ -55,6 +67,14 @@ class TrainConfig:
             )
         if not 0 <= self.warmup_fraction < 1 or not 0 <= self.min_lr_ratio <= 1:
             raise ValueError("train.warmup_fraction must be in [0, 1), min_lr_ratio in [0, 1]")
+        if self.keep_last < 0 or self.max_bad_steps < 1 or self.spike_window < 2:
+            raise ValueError("train.keep_last must be >= 0, max_bad_steps >= 1, spike_window >= 2")
+        for name in ("spike_zscore", "dist_timeout_min", "watchdog_factor", "watchdog_min_s"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"train.{name} must be finite and >= 0, got {value}")
+        if self.dist_timeout_min <= 0 or self.watchdog_warmup_steps < 0:
+            raise ValueError("train.dist_timeout_min must be > 0, watchdog_warmup_steps >= 0")
         if self.grad_accum_steps < 0 or self.global_batch_size < 0:
             raise ValueError("train.grad_accum_steps / global_batch_size must be >= 0")
 

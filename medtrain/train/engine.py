@@ -94,7 +94,16 @@ def resolve_ds_config_path(cfg: TrainConfig) -> Path:
     )
 
 
-def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) else v
+    return out
+
+
+def deepspeed_config(
+    cfg: TrainConfig, world_size: int, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Base JSON + the values the run config owns (batch layout, stage, precision, clipping)."""
     path = resolve_ds_config_path(cfg)
     log.info("DeepSpeed config %s", path)
@@ -108,11 +117,14 @@ def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
     ds["bf16"] = {**ds.get("bf16", {}), "enabled": cfg.precision == "bf16"}
     ds.pop("fp16", None)
     ds.setdefault("zero_allow_untested_optimizer", True)  # our client torch AdamW
-    return ds
+    return _merge(ds, overrides or {})
 
 
-def build_engine(model: nn.Module, cfg: TrainConfig, world_size: int):
-    """-> (engine, optimizer, scheduler). Optimizer: torch AdamW (fused kernel on CUDA)."""
+def build_engine(
+    model: nn.Module, cfg: TrainConfig, world_size: int, overrides: dict[str, Any] | None = None
+):
+    """-> (engine, optimizer, scheduler). Optimizer: torch AdamW (fused kernel on CUDA).
+    `overrides` are merged into the DeepSpeed JSON (e.g. the checkpoint store's)."""
     if cfg.precision == "bf16":
         # DeepSpeed casts parameters only; floating buffers (Swin's shifted-window attention mask)
         # must follow or attention mixes fp32 and bf16.
@@ -128,6 +140,9 @@ def build_engine(model: nn.Module, cfg: TrainConfig, world_size: int):
         opt, total=cfg.steps, warmup_fraction=cfg.warmup_fraction, min_ratio=cfg.min_lr_ratio
     )
     engine, opt, _, sched = deepspeed.initialize(
-        model=model, optimizer=opt, lr_scheduler=sched, config=deepspeed_config(cfg, world_size)
+        model=model,
+        optimizer=opt,
+        lr_scheduler=sched,
+        config=deepspeed_config(cfg, world_size, overrides),
     )
     return engine, opt, sched

@@ -31,8 +31,10 @@ from medtrain.data.tokenizer import load_tokenizer
 from medtrain.eval.runner import evaluate
 from medtrain.losses import compute_losses
 from medtrain.models.medvlp import MedVLP, count_parameters
+from medtrain.train.checkpoint import CheckpointStore
 from medtrain.train.engine import build_engine, init_distributed, resolve_precision
 from medtrain.train.metrics import MetricsLogger, peak_memory_gb
+from medtrain.train.state import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,10 @@ class Trainer:
         self.out = Path(cfg.train.out_dir)
         self._resolve_precision(resume)  # before config.yaml is written: it records the result
         self.ckpt_dir = self.out / "checkpoints"
-        if not resume and (self.ckpt_dir / "latest").is_file():
+        self.store = CheckpointStore(
+            self.ckpt_dir, rank=self.rank, world=self.world, keep_last=cfg.train.keep_last
+        )
+        if not resume and self.store.has_checkpoint():
             raise ConfigError(
                 f"{self.ckpt_dir} already holds a run; pass --resume to continue it or set "
                 "train.out_dir to a new directory"
@@ -98,14 +103,19 @@ class Trainer:
         )
         if cfg.train.activation_checkpointing:
             self.model.set_grad_checkpointing(True)
-        self.engine, _, _ = build_engine(self.model, cfg.train, self.world)
+        found = self.store.find() if resume else None
+        self.engine, _, _ = build_engine(
+            self.model, cfg.train, self.world, overrides=self.store.ds_config_overrides(found)
+        )
         self.dtype = torch.bfloat16 if cfg.train.precision == "bf16" else torch.float32
 
         self.step, client = 0, None
-        if resume and (self.ckpt_dir / "latest").is_file():
-            path, client = self.engine.load_checkpoint(str(self.ckpt_dir))
-            self.step = client["step"]
-            self._say(f"resumed from {path} at step {self.step}")
+        self.resumed_rng = None
+        if found is not None:
+            self.store.load(self.engine, found)
+            self.step, client = found.step, found.state
+            self.resumed_rng = (found.rank_state or {}).get("rng")
+            self._say(f"resumed from {self.ckpt_dir / found.tag} at step {self.step}")
         elif resume:
             self._say(f"no checkpoint under {self.ckpt_dir}: starting from step 0")
         collator = Collator(
@@ -164,8 +174,9 @@ class Trainer:
         return metrics
 
     def save(self) -> None:
-        client = {"step": self.step, "world_size": self.world, **self.data.state(self.world)}
-        self.engine.save_checkpoint(str(self.ckpt_dir), tag=f"step{self.step}", client_state=client)
+        """Collective: DeepSpeed's state + run-wide state (rank 0) + this rank's own state."""
+        state = {"step": self.step, "world_size": self.world, **self.data.state(self.world)}
+        self.store.save(self.engine, step=self.step, state=state, rank_state={"rng": rng_state()})
 
     def micro_step(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
         batch = self.pipeline.on_device(batch, self.engine.device, self.dtype)
@@ -194,6 +205,8 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         micro_since_log = 0
         engine.train()
+        if self.resumed_rng is not None:  # last, so nothing above draws from the restored streams
+            set_rng_state(self.resumed_rng)
         while self.step < cfg.steps:
             for _ in range(accum):
                 losses, outputs = self.micro_step(next(batches))

@@ -22,15 +22,10 @@ def _free_port() -> int:
 
 
 def _client_state(run: Path, tag: str) -> dict:
-    """The client state medtrain saved with checkpoint `tag` of run directory `run`."""
-    import torch
+    """The run-wide state medtrain saved with checkpoint `tag` of run directory `run` (JSON)."""
+    import json
 
-    # Our own checkpoint: DeepSpeed pickles Python objects beside the tensors.
-    return torch.load(
-        run / "checkpoints" / tag / "mp_rank_00_model_states.pt",
-        map_location="cpu",
-        weights_only=False,
-    )
+    return json.loads((run / "checkpoints" / tag / "medtrain" / "state.json").read_text())
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import torch
 from medtrain.config import RunConfig, load_config
 from medtrain.data.tokenizer import load_tokenizer
 from medtrain.models.medvlp import MedVLP
+from medtrain.train.checkpoint.gate import check_tag
 
 
 def latest_tag(ckpt_dir: Path) -> str:
@@ -24,12 +25,12 @@ def fp32_state_dict(ckpt_dir: Path, tag: str | None = None) -> dict[str, torch.T
     folder = ckpt_dir / tag
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint {folder} does not exist")
+    check_tag(folder)  # before anything below unpickles a file of it
     if any(folder.glob("*optim_states.pt")):
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
         return get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag)
-    # ZeRO-0: the module weights sit in mp_rank_00_model_states.pt. A DeepSpeed checkpoint holds
-    # non-tensor Python objects, so this load is full unpickling: only open your own runs.
+    # ZeRO-0: the module weights sit in mp_rank_00_model_states.pt (passed the gate above).
     states = torch.load(
         folder / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False
     )
