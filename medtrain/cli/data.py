@@ -9,7 +9,7 @@ from pathlib import Path
 
 from medtrain.cli.flags import add_dataclass_flags, dataclass_from_args
 from medtrain.config import ConfigError
-from medtrain.data.config import SPLITS, DeidConfig, ShardConfig
+from medtrain.data.config import SPLITS, TEXT_FALLBACK_ENCODINGS, DeidConfig, ShardConfig
 from medtrain.data.errors import DataError
 from medtrain.synth.config import SynthConfig
 
@@ -26,9 +26,12 @@ def _deid_audit(args: argparse.Namespace) -> None:
     from medtrain.data.deid import audit, format_audit
     from medtrain.data.sources import open_source
 
+    skipped: list[tuple[str, str]] = []
+    fallback = {"text_fallback_encoding": args.text_fallback_encoding}
+
     def reports():  # one report per study (images of a study share it)
         seen: set[str] = set()
-        for rec in open_source(args.source, args.root, skipped=[]):
+        for rec in open_source(args.source, args.root, skipped=skipped, **fallback):
             key = rec.study_id or rec.id
             if rec.report is not None and key not in seen:
                 seen.add(key)
@@ -39,6 +42,15 @@ def _deid_audit(args: argparse.Namespace) -> None:
     rep = audit(reports(), examples=args.examples, context=args.context)
     for line in format_audit(rep):
         print(line)
+    _print_skipped("deid-audit", skipped)
+
+
+def _print_skipped(where: str, skipped: list[tuple[str, str]]) -> None:
+    """Reader skips on stderr: the count, then up to 5 (id, reason)."""
+    if skipped:
+        print(f"{where}: {len(skipped)} item(s) skipped by the reader:", file=sys.stderr)
+        for item, reason in skipped[:5]:
+            print(f"  {item}: {reason}", file=sys.stderr)
 
 
 def _add_deid_audit(data: argparse._SubParsersAction) -> None:
@@ -48,7 +60,18 @@ def _add_deid_audit(data: argparse._SubParsersAction) -> None:
     a.add_argument("--limit", type=int, default=0, help="reports to read (0: all)")
     a.add_argument("--examples", type=int, default=3, help="examples shown per PHI kind")
     a.add_argument("--context", type=int, default=30, help="characters shown around each")
+    _add_fallback(a)
     a.set_defaults(fn=_deid_audit)
+
+
+def _add_fallback(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--text-fallback-encoding",
+        default="",
+        choices=list(TEXT_FALLBACK_ENCODINGS),
+        help="decode reports that are not valid UTF-8 with this (before de-identification); "
+        "default: quarantine them with the reason",
+    )
 
 
 def _prepare(args: argparse.Namespace) -> None:
@@ -58,7 +81,11 @@ def _prepare(args: argparse.Namespace) -> None:
     from medtrain.data.shards.write import prepare_shards
 
     # Reader options (data.reports_root, data.images_root); empty: the reader searches.
-    options = {"reports_root": args.reports_root, "images_root": args.images_root}
+    options = {
+        "reports_root": args.reports_root,
+        "images_root": args.images_root,
+        "text_fallback_encoding": args.text_fallback_encoding,
+    }
     if args.no_deid:
         print("data prepare: de-identification is OFF (--no-deid)", file=sys.stderr)
     summary = prepare_shards(
@@ -72,6 +99,13 @@ def _prepare(args: argparse.Namespace) -> None:
         **{k: v for k, v in options.items() if v},
     )
     print(json.dumps(summary, indent=2))
+    if summary.get("reader_skipped") or summary.get("quarantined"):
+        print(
+            f"data prepare: {summary.get('reader_skipped', 0)} record(s) skipped by the reader, "
+            f"{summary.get('quarantined', 0)} quarantined in all: see "
+            f"{Path(args.out) / 'quarantine.jsonl'}",
+            file=sys.stderr,
+        )
 
 
 def _add_prepare(data: argparse._SubParsersAction) -> None:
@@ -101,6 +135,7 @@ def _add_prepare(data: argparse._SubParsersAction) -> None:
         help="skip de-identification: only for sources de-identified at the source (the "
         "manifest's text path records it)",
     )
+    _add_fallback(p)
     add_dataclass_flags(p, ShardConfig)
     p.add_argument("--dry-run", action="store_true", help="enumerate and plan only")
     p.set_defaults(fn=_prepare)

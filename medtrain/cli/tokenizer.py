@@ -27,11 +27,17 @@ PROVENANCE_FILE = "provenance.json"
 
 
 def _reader_reports(
-    source: str, root: str, splits: list[str], names: set[str], **options: Any
+    source: str,
+    root: str,
+    splits: list[str],
+    names: set[str],
+    skipped: list[tuple[str, str]] | None = None,
+    **options: Any,
 ) -> list[str]:
     """Training text (record_text under DeidConfig()) of each study's report, one per study,
     in `splits`; `names` receives the words the de-identifier took for names. `options` are
-    reader options (views, reports_root, images_root; see open_source)."""
+    reader options (views, reports_root, images_root, text_fallback_encoding; see
+    open_source). What the reader or the text path could not use goes to `skipped`."""
     from medtrain.data.config import DeidConfig
     from medtrain.data.sources import open_source
     from medtrain.data.text import record_text
@@ -39,15 +45,16 @@ def _reader_reports(
     if not Path(root).exists():
         raise DataError(f"corpus root {root} does not exist")
     deid, texts, seen = DeidConfig(), [], set()
-    for rec in open_source(source, root, splits=splits, skipped=[], **options):
+    skipped = [] if skipped is None else skipped
+    for rec in open_source(source, root, splits=splits, skipped=skipped, **options):
         key = rec.study_id or rec.id
         if key in seen:
             continue
         seen.add(key)
         try:
             texts.append(record_text(rec, deid, found_names=names))
-        except DataError:
-            continue
+        except DataError as e:
+            skipped.append((rec.id, str(e)))
     return texts
 
 
@@ -100,11 +107,18 @@ def _train(args: argparse.Namespace) -> None:
     texts: list[str] = []
     held: list[str] = []
     provenance = []
-    options = {"reports_root": args.reports_root, "images_root": args.images_root}
+    options = {
+        "reports_root": args.reports_root,
+        "images_root": args.images_root,
+        "text_fallback_encoding": args.text_fallback_encoding,
+    }
+    skipped: list[tuple[str, str]] = []
     for root in args.root:
-        texts += _reader_reports(args.source, root, [args.split], names, **options)
-        held += _reader_reports(args.source, root, [args.heldout_split], set(), **options)
+        texts += _reader_reports(args.source, root, [args.split], names, skipped, **options)
+        held += _reader_reports(args.source, root, [args.heldout_split], set(), [], **options)
         provenance.append({"root": root, "source": args.source, "deid": "run by this command"})
+    if skipped:  # never silent: the reader's and the text path's skips, with examples
+        print(f"tokenizer train: {len(skipped)} report(s) skipped, e.g. {skipped[:3]}")
     for f in args.corpus:
         docs, how = _corpus_file(Path(f), args, names)
         texts += docs
@@ -145,8 +159,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--root", nargs="*", default=[], help="data set roots (de-identified here)")
     t.add_argument("--reports-root", default="", help="MIMIC-CXR reports tree kept apart")
     t.add_argument("--images-root", default="", help="Open-I PNG folder kept apart")
-    t.add_argument("--split", default="train", help="split of --root read for training")
-    t.add_argument("--heldout-split", default="validate", help="split for the fertility report")
+    splits = ["train", "validate", "test"]
+    t.add_argument(
+        "--split", default="train", choices=splits, help="split of --root read for training"
+    )
+    t.add_argument(
+        "--heldout-split", default="validate", choices=splits, help="split for the fertility report"
+    )
+    t.add_argument(
+        "--text-fallback-encoding",
+        default="",
+        choices=["", "cp1252", "latin-1"],
+        help="decode --root reports that are not valid UTF-8 with this (before de-identification)",
+    )
     t.add_argument("--corpus", nargs="*", default=[], help="text files, one document per line")
     t.add_argument("--scrub", action="store_true", help="de-identify unmarked --corpus files")
     t.add_argument("--force", action="store_true", help="accept unmarked --corpus files as is")

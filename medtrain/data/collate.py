@@ -1,8 +1,14 @@
-"""Batching: tokenize reports, apply BERT-style MLM masking, stack images and labels."""
+"""Batching: tokenize reports and stack images and labels (Collator, in loader workers); BERT-style
+MLM masking of the batch (Masker, in the training process).
+
+Masking is apart from collation so that its random stream is one torch.Generator of the training
+process, saved with every checkpoint (per rank): the masks of a resumed run then equal the
+uninterrupted run's whatever the number of loader workers, and nothing is re-derived from a step.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import base64
 from typing import Any
 
 import torch
@@ -68,35 +74,51 @@ def mask_tokens(
     return masked, labels
 
 
-def _derive_seed(*parts: int) -> int:
-    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+class Masker:
+    """MLM masking of collated batches from one generator whose state checkpoints carry.
 
+    batch (input_ids (B, L), attention_mask (B, L), ...) -> the same dict plus mlm_input_ids
+    (B, L) and mlm_labels (B, L). Call it in the process that trains, in batch order."""
 
-class Collator:
-    """Turn `Sample`s (pixel_values (1, H, W), text, labels (14,)) into a model batch."""
-
-    def __init__(
-        self, tokenizer: Any, *, max_length: int, masking: MaskingConfig, seed: int = 0
-    ) -> None:
-        if tokenizer.mask_token_id is None or tokenizer.pad_token_id is None:
-            raise ValueError("tokenizer needs [MASK] and [PAD] tokens for MLM collation")
-        self.tokenizer = tokenizer
-        self.max_length = max_length
+    def __init__(self, tokenizer: Any, *, masking: MaskingConfig, seed: int = 0) -> None:
+        if tokenizer.mask_token_id is None:
+            raise ValueError("tokenizer needs a [MASK] token for MLM masking")
         self.masking = masking
-        self.seed = seed
         self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
         self.vocab_size = len(tokenizer)
         self.mask_id = int(tokenizer.mask_token_id)
-        self._calls = 0
+        self.generator = torch.Generator().manual_seed(seed)
 
-    def _generator(self) -> torch.Generator:
-        # Worker info is read at call time: __init__ runs in the main process.
-        info = torch.utils.data.get_worker_info()
-        worker = info.id if info is not None else 0
-        gen = torch.Generator().manual_seed(_derive_seed(self.seed, worker, self._calls))
-        self._calls += 1
-        return gen
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        mlm_input_ids, mlm_labels = mask_tokens(
+            batch["input_ids"],
+            batch["attention_mask"],
+            special_ids=self.special_ids,
+            vocab_size=self.vocab_size,
+            mask_id=self.mask_id,
+            cfg=self.masking,
+            generator=self.generator,
+        )
+        return {**batch, "mlm_input_ids": mlm_input_ids, "mlm_labels": mlm_labels}
+
+    def state(self) -> str:
+        """The generator state, JSON-able (base64 of its bytes)."""
+        return base64.b64encode(self.generator.get_state().numpy().tobytes()).decode("ascii")
+
+    def load_state(self, state: str) -> None:
+        raw = bytearray(base64.b64decode(state))
+        self.generator.set_state(torch.frombuffer(raw, dtype=torch.uint8).clone())
+
+
+class Collator:
+    """Turn `Sample`s (pixel_values (1, H, W), text, labels (14,)) into a model batch without
+    the MLM inputs (Masker adds those in the training process)."""
+
+    def __init__(self, tokenizer: Any, *, max_length: int) -> None:
+        if tokenizer.pad_token_id is None:
+            raise ValueError("tokenizer needs a [PAD] token for collation")
+        self.tokenizer = tokenizer
+        self.max_length = max_length
 
     def __call__(self, samples: list[Sample]) -> dict:
         if not samples:
@@ -117,15 +139,6 @@ class Collator:
         )
         input_ids = enc["input_ids"].long()  # (B, L)
         attention_mask = enc["attention_mask"].long()  # (B, L)
-        mlm_input_ids, mlm_labels = mask_tokens(
-            input_ids,
-            attention_mask,
-            special_ids=self.special_ids,
-            vocab_size=self.vocab_size,
-            mask_id=self.mask_id,
-            cfg=self.masking,
-            generator=self._generator(),
-        )
         try:
             pixel_values = torch.stack([s.pixel_values for s in samples]).float()  # (B,1,H,W)
             labels = torch.stack([s.labels for s in samples]).float()  # (B, 14)
@@ -135,8 +148,6 @@ class Collator:
             "pixel_values": pixel_values,
             "input_ids": input_ids,
             "attention_mask": attention_mask,
-            "mlm_input_ids": mlm_input_ids,
-            "mlm_labels": mlm_labels,
             "labels": labels,
-            "ids": ids,
+            "ids": ids,  # sample ids: the loss-spike detector logs them
         }

@@ -19,6 +19,8 @@ FITS = ("pad", "crop")
 LCNS = ("none", "clahe", "gaussian")
 LCN_DEVICES = ("worker", "gpu")
 ON_BAD_IMAGE = ("skip", "error")
+# Opt-in decodings of report bytes that are not valid UTF-8 (data.text_fallback_encoding).
+TEXT_FALLBACK_ENCODINGS = ("", "cp1252", "latin-1")
 PHI_KINDS = ("NAME", "DATE", "TIME", "AGE", "ID", "PHONE", "EMAIL", "URL", "ADDRESS", "HOSPITAL")
 DEID_BACKENDS = ("rules",)
 
@@ -62,6 +64,8 @@ class ImageConfig:
             raise ValueError("image.clahe_clip must be > 0 and image.clahe_tiles >= 1")
         if self.min_side < 1 or self.max_aspect < 1:
             raise ValueError("image.min_side must be >= 1 and image.max_aspect >= 1")
+        if self.lcn_eps > 1:
+            raise ValueError(f"image.lcn_eps must be in (0, 1], got {self.lcn_eps}")
 
     @property
     def lcn_on_device(self) -> bool:
@@ -108,8 +112,18 @@ class DataConfig:
     shards: str = ""  # train shard directory (`medtrain data prepare --out DIR`)
     eval_shards: str = ""  # evaluate from this shard directory instead of data.root's eval split
     shuffle_buffer: int = 256  # within-shard shuffle buffer of the streaming loader (samples)
+    # Report bytes that are not valid UTF-8: "" quarantines the record (never replacement
+    # characters: they can defeat de-identification); cp1252 / latin-1 decode them in the
+    # reader, before de-identification.
+    text_fallback_encoding: str = ""
+    verify_shards: bool = True  # sha256 of each shard checked against the manifest on first open
 
     def __post_init__(self) -> None:
+        if self.text_fallback_encoding not in TEXT_FALLBACK_ENCODINGS:
+            raise ValueError(
+                f"data.text_fallback_encoding must be one of {list(TEXT_FALLBACK_ENCODINGS)}, "
+                f"got {self.text_fallback_encoding!r}"
+            )
         if self.format not in FORMATS:
             raise ValueError(f"data.format must be one of {list(FORMATS)}, got {self.format!r}")
         if self.format == "shards" and not self.shards:
@@ -121,12 +135,12 @@ class DataConfig:
                 )
         if self.shuffle_buffer < 1:
             raise ValueError(f"data.shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
-        if self.num_workers < 0 or self.max_eval_samples < 0:
-            raise ValueError("data.num_workers and data.max_eval_samples must be >= 0")
+        for name in ("num_workers", "max_eval_samples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"data.{name} must be >= 0, got {getattr(self, name)}")
         if self.on_bad_image not in ON_BAD_IMAGE:
             raise ValueError(
-                f"data.on_bad_image must be one of {list(ON_BAD_IMAGE)}, "
-                f"got {self.on_bad_image!r}"
+                f"data.on_bad_image must be one of {list(ON_BAD_IMAGE)}, got {self.on_bad_image!r}"
             )
 
 
@@ -186,6 +200,8 @@ class ShardConfig:
             raise ValueError(f"fit must be one of {list(FITS)}, got {self.fit!r}")
         if self.min_side < 1 or not (math.isfinite(self.max_aspect) and self.max_aspect >= 1):
             raise ValueError("min_side must be >= 1 and max_aspect a finite number >= 1")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
 
     def image_config(self) -> ImageConfig:
         return ImageConfig(fit=self.fit, min_side=self.min_side, max_aspect=self.max_aspect)

@@ -15,7 +15,6 @@ locally standardized and is used as is.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2

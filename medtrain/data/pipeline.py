@@ -16,7 +16,13 @@ Train streams: records use `PairDataset` + `ResumableSampler`, position (epoch, 
 consumed) per rank, so a resume needs the same world size. Shards use the resumable stream, whose
 state is world-size-free, so a run may resume on a different number of ranks (ZeRO-0 checkpoints;
 ZeRO-1/2/3 ones need DeepSpeed's universal-checkpoint conversion for that). The loop only sees
-batches, `state()` and `restore()`.
+batches, `state()` and `restore()`. Every DataLoader a train stream creates takes its own
+torch.Generator (from the seed, rank and position), never the global torch RNG.
+
+Bad input never aborts: records the readers or the text path cannot use (missing files, reports
+that are not UTF-8, malformed rows, wrong labels) are skipped with their reason, logged as one
+line with counts by kind and reported in the metrics (`data/skipped`); shard faults are counted
+by the stream (`data/corrupt`, `data/bad_shards`) and by evaluation (`skipped`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -75,7 +82,12 @@ def load_records(
             break
     if skipped:
         log.warning(
-            "%s split %s: skipped %d records, e.g. %s", root, split, len(skipped), skipped[:3]
+            "%s split %s: skipped %d records (%s), e.g. %s",
+            root,
+            split,
+            len(skipped),
+            skip_summary(skipped),
+            skipped[:3],
         )
     if not records:
         raise DataError(
@@ -83,6 +95,27 @@ def load_records(
             f"{len(skipped)} skipped, e.g. {skipped[:3]}"
         )
     return records, texts, skipped
+
+
+SKIP_KINDS = (  # reason text -> kind, for the one-line count of a records load's skips
+    ("not valid UTF-8", "not UTF-8"),
+    ("short row", "malformed row"),
+    ("malformed row", "malformed row"),
+    ("bad label", "bad label"),
+    ("unknown split", "bad split"),
+    ("missing image", "missing image"),
+    ("missing report", "missing report"),
+    ("empty", "empty report"),
+)
+
+
+def skip_summary(skipped: list[tuple[str, str]]) -> str:
+    """'3 not UTF-8, 1 malformed row, 2 other': the kinds of a skip list, for logs."""
+    counts: dict[str, int] = {}
+    for _, reason in skipped:
+        kind = next((k for text, k in SKIP_KINDS if text in reason), "other")
+        counts[kind] = counts.get(kind, 0) + 1
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def labels_tensor(rec: Record) -> torch.Tensor:
@@ -179,6 +212,7 @@ class RecordsData:
             len(self.dataset), batch_size=batch_size, rank=rank, world=world, seed=seed
         )
         self.collator, self.workers, self.rank = collator, cfg.num_workers, rank
+        self.seed = seed
         self.epoch, self.micro = 0, 0  # this rank's position: micro-batches consumed in epoch
         self.n_train = len(self.dataset)
 
@@ -199,8 +233,14 @@ class RecordsData:
         torch.distributed.all_gather_object(gathered, {"epoch": self.epoch, "micro": self.micro})
         return {"data": {str(r): p for r, p in enumerate(gathered)}}
 
-    def scalars(self) -> dict[str, float]:
-        return {"data/epoch": float(self.epoch)}
+    def scalars(self) -> dict[str, float]:  # data/skipped: records the load could not use
+        return {"data/epoch": float(self.epoch), "data/skipped": float(len(self.dataset.skipped))}
+
+    def generator(self) -> torch.Generator:
+        """The loader's own RNG (worker base seeds), from (seed, rank, epoch, micro): creating a
+        loader never draws from the global torch RNG, which a resume restores for dropout."""
+        key = np.random.SeedSequence([self.seed, self.rank, self.epoch, self.micro])
+        return torch.Generator().manual_seed(int(key.generate_state(1, np.uint64)[0] >> 1))
 
     def batches(self) -> Iterator[dict[str, Any]]:
         """Endless micro-batches across epochs, advancing the position as they are consumed."""
@@ -214,6 +254,7 @@ class RecordsData:
                 num_workers=self.workers,
                 drop_last=True,
                 pin_memory=torch.cuda.is_available(),
+                generator=self.generator(),
             )
             for batch in loader:
                 self.micro += 1
@@ -252,6 +293,7 @@ class ShardsData:
             buffer=self.cfg.shuffle_buffer,
             state=self.saved,
             split=self.cfg.train_split,
+            verify=self.cfg.verify_shards,
         )
 
     def restore(self, client: dict[str, Any]) -> None:
@@ -268,6 +310,7 @@ class ShardsData:
         counters = self.loader.state.counters  # this rank's skipped shard members so far
         return {
             "data/corrupt": float(counters["corrupt"] + counters["rejected"]),
+            "data/bad_shards": float(counters["checksum"]),  # sha256 mismatch: skipped whole
             "data/epoch": float(self.loader.state.epoch),
         }
 
@@ -347,6 +390,7 @@ class Pipeline:
                 image=self.cfg.image,
                 limit=limit,
                 split=split,
+                verify=self.cfg.verify_shards,
             )
         return PairDataset(self.cfg, split, self.image_size, limit=limit)
 

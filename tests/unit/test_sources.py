@@ -361,9 +361,9 @@ def test_manifest_defaults_paths_skips_and_errors(tmp_path):
         ({"image": "imgs/a.png", "report": "x", "split": "dev"}, "unknown split"),
     ):
         path.write_text(json.dumps(bad) + "\n")
-        with pytest.raises(DataError, match=match) as err:
-            next(iter_manifest(path))
-        assert "m.jsonl line 1" in str(err.value)
+        skipped = []
+        assert list(iter_manifest(path, skipped=skipped)) == []  # a per-row skip, not an abort
+        assert len(skipped) == 1 and match in skipped[0][1] and "m.jsonl line 1" in skipped[0][1]
     (tmp_path / "manifest.jsonl").write_text("")
     (tmp_path / "manifest.csv").write_text("image,report\n")
     with pytest.raises(DataError, match="both"):
@@ -458,7 +458,10 @@ def test_mimic_tables_duplicates_blanks_and_batches(tmp_path, monkeypatch):
         ("d5", "train", "51"),
         ("d6", "test", "52"),
     ]
-    assert skipped == [("d2", "no entry in the split table"), ("d3", "no entry in the split table")]
+    assert skipped[1] == ("d3", "no entry in the split table")
+    assert skipped[0][0] == "d2"  # a short split row is reported with its file and line
+    assert skipped[0][1].startswith("short row: 3 of 4 cells at ")
+    assert skipped[0][1].endswith("mimic-cxr-2.0.0-split.csv.gz line 6")
     blank = dict.fromkeys(CHEXPERT_LABELS)
     assert records[0].labels == {**blank, "Cardiomegaly": 0.0}  # the later row of study 50
     assert records[1].labels == {**blank, "Atelectasis": 1.0, "Cardiomegaly": -1.0,
@@ -469,15 +472,20 @@ def test_mimic_tables_duplicates_blanks_and_batches(tmp_path, monkeypatch):
     assert [r.id for r in iter_mimic_cxr(root, splits=["test"], check_files=False)] == ["d6"]
 
 
-def test_mimic_label_table_errors_before_first_record(tmp_path):
-    meta, split = "d0,10000000,50,PA\n", "d0,50,10000000,train\n"
-    # a bad value in a study no metadata row refers to still fails, as the dict loader did
-    bad = _tables(tmp_path / "bad", meta, split, _LABEL_HEADER + f"1,99,{_cells('yes')}\n")
-    with pytest.raises(DataError, match="bad label value 'yes'"):
-        next(iter_mimic_cxr(bad, check_files=False))
+def test_mimic_label_table_bad_rows_skip_their_study(tmp_path):
+    meta, split = "d0,10000000,50,PA\nd1,10000000,51,PA\n", "d0,50,1,train\nd1,51,1,train\n"
+    # a bad value or a short row skips the images of that study (with the reason), not the run
+    labels = _LABEL_HEADER + f"1,50,{_cells('yes')}\n1,51,{_cells('1.0')}\n1,99,{_cells('2')}\n"
+    bad = _tables(tmp_path / "bad", meta, split, labels)
+    skipped: list[tuple[str, str]] = []
+    assert [r.id for r in iter_mimic_cxr(bad, check_files=False, skipped=skipped)] == ["d1"]
+    assert len(skipped) == 1 and skipped[0][0] == "d0"
+    assert skipped[0][1].startswith("bad label value 'yes' for study 50 in ")
     short = _tables(tmp_path / "short", meta, split, _LABEL_HEADER + "1,50,1.0\n")
-    with pytest.raises(DataError, match="fewer cells"):
-        next(iter_mimic_cxr(short, check_files=False))
+    skipped = []
+    assert [r.id for r in iter_mimic_cxr(short, check_files=False, skipped=skipped)] == ["d1"]
+    assert skipped[0][0] == "d0" and skipped[0][1].startswith("short row: 3 of 16 cells at ")
+    assert skipped[0][1].endswith("chexpert.csv.gz line 2")
     header = "subject_id,study_id,Atelectasis\n"
     missing = _tables(tmp_path / "missing", meta, split, header + "1,50,1.0\n")
     with pytest.raises(DataError, match="missing label columns .*Cardiomegaly"):
@@ -485,7 +493,7 @@ def test_mimic_label_table_errors_before_first_record(tmp_path):
     no_rows = _tables(tmp_path / "no-rows", meta, split, header)  # nothing to check: no error
     assert [r.labels for r in iter_mimic_cxr(no_rows, check_files=False)] == [
         dict.fromkeys(CHEXPERT_LABELS)
-    ]
+    ] * 2
     no_col = _tables(tmp_path / "no-col", meta, split, _LABEL_HEADER)
     _gz(no_col / "mimic-cxr-2.0.0-split.csv.gz", "dicom,split\nd0,train\n")
     with pytest.raises(DataError, match="missing columns \\['dicom_id'\\]"):
@@ -508,6 +516,6 @@ def test_mimic_temporary_database_outside_root_and_removed(mimic, tmp_path, monk
     assert len(list(iter_mimic_cxr(mimic))) == N  # exhausted: the database goes
     assert list(temp.iterdir()) == []
     with pytest.raises(DataError):
-        next(iter_mimic_cxr(_tables(tmp_path / "bad", "", "", _LABEL_HEADER + "1,2,x\n")))
+        next(iter_mimic_cxr(_tables(tmp_path / "bad", "", "", "study_id\n1\n")))
     assert list(temp.iterdir()) == []  # failed while loading: the database goes
     assert sorted(p.name for p in mimic.iterdir()) == before

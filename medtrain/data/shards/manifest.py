@@ -97,19 +97,26 @@ def read_manifest(shard_dir: str | Path) -> Manifest:
     )
 
 
-def verify_shards(shard_dir: str | Path) -> list[str]:
-    """Shards whose size or sha256 differs from the manifest (empty list: all good)."""
-    m = read_manifest(shard_dir)
-    bad = []
-    for s in m.shards:
-        path = m.root / s["name"]
-        if not path.is_file() or path.stat().st_size != s["bytes"]:
-            bad.append(s["name"])
-            continue
+def shard_fault(root: Path, entry: dict[str, Any]) -> str | None:
+    """Why the shard of manifest `entry` under `root` differs from the manifest (missing, size,
+    sha256), or None when it matches. Reads the whole file."""
+    path = Path(root) / entry["name"]
+    try:
+        size = path.stat().st_size
+        if size != entry["bytes"]:
+            return f"size {size} differs from the manifest's {entry['bytes']}"
         h = hashlib.sha256()
         with path.open("rb") as f:
             for block in iter(lambda f=f: f.read(1 << 20), b""):
                 h.update(block)
-        if h.hexdigest() != s["sha256"]:
-            bad.append(s["name"])
-    return bad
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    if h.hexdigest() != entry["sha256"]:
+        return "sha256 differs from the manifest"
+    return None
+
+
+def verify_shards(shard_dir: str | Path) -> list[str]:
+    """Shards whose size or sha256 differs from the manifest (empty list: all good)."""
+    m = read_manifest(shard_dir)
+    return [s["name"] for s in m.shards if shard_fault(m.root, s) is not None]

@@ -32,8 +32,12 @@ the json's "bits" is 8 (value / 255 = intensity in [0, 1]) and 16-bit when it is
 (S, S) float32 intensity in [0, 1] for both depths, the same values medtrain itself trains on.
 
 Bad data is never fatal: corrupt members (undecodable PNG/JSON, missing parts) and unreadable
-tail of a truncated tar are skipped and counted; members with absolute or `..` paths or that are
-not regular files are rejected (counted) without being read.
+tail of a truncated tar are skipped and counted ("corrupt"; a tar cut cleanly at a member
+boundary counts the samples the manifest says are missing); members with absolute or `..` paths
+or that are not regular files are rejected ("rejected") without being read. With `verify`
+(data.verify_shards) a shard's size and sha256 are checked against the manifest the first time
+a process opens it; a mismatching shard is skipped whole, logged once naming the file, and
+counted ("checksum"), never trained on. The same holds for `ShardIndexDataset` (evaluation).
 """
 
 from __future__ import annotations
@@ -57,11 +61,32 @@ from medtrain.data.errors import DataError
 from medtrain.data.images import decode_png
 from medtrain.data.labels import CHEXPERT_LABELS
 from medtrain.data.records import Sample
-from medtrain.data.shards.manifest import Manifest, read_manifest
+from medtrain.data.shards.manifest import Manifest, read_manifest, shard_fault
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
-_COUNTERS = ("samples", "corrupt", "rejected")
+_COUNTERS = ("samples", "corrupt", "rejected", "checksum")
+_EVENTS = ("corrupt", "rejected", "checksum")  # per-consumer counts carried by batch tags
+_VERIFIED: dict[tuple[str, str], str | None] = {}  # (path, sha256) -> fault; once per process
+
+
+def checked_shard(root: Path, entry: dict[str, Any]) -> str | None:
+    """Why shard `entry` must not be read (size / sha256 differ from the manifest), or None.
+    Verified once per process (the first open); a mismatch is logged once, naming the file."""
+    path = Path(root) / entry["name"]
+    key = (str(path), str(entry.get("sha256")))
+    if key not in _VERIFIED:
+        fault = shard_fault(root, entry)
+        _VERIFIED[key] = fault
+        if fault is not None:
+            log.warning(
+                "%s: %s; shard skipped, not trained or evaluated on (data.verify_shards; "
+                "`medtrain data verify --shards %s`)",
+                path,
+                fault,
+                root,
+            )
+    return _VERIFIED[key]
 
 
 # ------------------------------------------------------------------------------ tar reading
@@ -111,6 +136,7 @@ def iter_tar_samples(path: Path, stats: dict[str, int]) -> Iterator[dict[str, An
                 sample[ext.lower()] = f.read() if f is not None else b""
     except (tarfile.TarError, OSError, EOFError) as e:
         stats["corrupt"] += 1
+        stats["failed"] = 1  # the caller does not count the shortfall again
         log.warning("%s: unreadable tar data, rest of the shard skipped (%s)", path, e)
     if sample:
         yield sample
@@ -280,7 +306,7 @@ class StreamState:
             for e, s in events.get("closed", ()):
                 self.advance(e, s, self.counts[s])
             self.advance(epoch, shard, pos + 1)
-            for k in ("corrupt", "rejected"):
+            for k in _EVENTS:
                 self.run[k] += events.get(k, 0)
             self.run["samples"] += 1
 
@@ -377,8 +403,10 @@ class ShardStream(IterableDataset):
         buffer: int = 256,
         state: dict[str, Any] | None = None,
         split: str | None = None,
+        verify: bool = True,
     ) -> None:
         self.manifest = read_manifest(shard_dir)
+        self.verify = verify  # data.verify_shards: sha256 checked on a shard's first open
         if not self.manifest.shards or self.manifest.total == 0:
             raise DataError(f"{shard_dir}: the shard manifest lists no samples")
         if buffer < 1:
@@ -427,15 +455,23 @@ class ShardStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         consumer, n = self.consumers()
         st, names = self.start, self.start.names
-        events: dict[str, Any] = {"closed": [], "corrupt": 0, "rejected": 0}
+        events: dict[str, Any] = {"closed": [], **dict.fromkeys(_EVENTS, 0)}
         idle = 0  # consecutive shards that yielded nothing
         for epoch, shard, offset in self.plan(consumer, n):
             path = self.manifest.root / names[shard]
-            stats = {"corrupt": 0, "rejected": 0}
+            stats = dict.fromkeys(_EVENTS, 0)
+            if self.verify and checked_shard(self.manifest.root, self.manifest.shards[shard]):
+                events["checksum"] += 1  # skipped whole: "closed" completes it for the epoch
+                events["closed"].append((epoch, shard))
+                idle += 1
+                if idle > len(names):
+                    raise DataError(f"{self.manifest.root}: no readable shard ({idle} in a row)")
+                continue
             rng = np.random.default_rng([st.seed, epoch, shard])
-            yielded = 0
+            yielded = n_raw = 0
             raw_iter = buffer_shuffle(iter_tar_samples(path, stats), rng, st.buffer)
             for pos, raw in enumerate(raw_iter):
+                n_raw = pos + 1
                 if pos < offset:  # handed out before the checkpoint: not decoded again
                     stats.update(corrupt=0, rejected=0)  # and counted then
                     continue
@@ -447,15 +483,24 @@ class ShardStream(IterableDataset):
                     log.warning("skipping corrupt sample: %s", e)
                     events["corrupt"] += 1
                     continue
-                for k in ("corrupt", "rejected"):
+                for k in _EVENTS:
                     events[k] += stats[k]
                     stats[k] = 0
                 tag = ((epoch, shard, pos), events)
-                events = {"closed": [], "corrupt": 0, "rejected": 0}
+                events = {"closed": [], **dict.fromkeys(_EVENTS, 0)}
                 yielded += 1
                 yield sample, tag
-            for k in ("corrupt", "rejected"):
+            for k in _EVENTS:
                 events[k] += stats[k]
+            short = st.counts[shard] - n_raw
+            if short > 0 and not stats.get("failed"):  # cut at a member boundary: no error
+                log.warning(
+                    "%s: %d of the manifest's %d samples missing (truncated shard?)",
+                    path,
+                    short,
+                    st.counts[shard],
+                )
+                events["corrupt"] += short
             events["closed"].append((epoch, shard))
             idle = 0 if yielded else idle + 1
             if idle > len(names):
@@ -479,7 +524,10 @@ class _TaggedCollate:
 class ShardLoader:
     """Batches from a ShardStream through a DataLoader, tracking the loader state exactly.
 
-    `state_dict()` covers the batches yielded so far (not those prefetched by workers).
+    `state_dict()` covers the batches yielded so far (not those prefetched by workers). Each
+    DataLoader it creates takes its own torch.Generator seeded from the stream seed, rank and
+    position, so creating one never draws from the global torch RNG (which a faithful resume
+    restores for dropout only).
     """
 
     def __init__(
@@ -501,11 +549,19 @@ class ShardLoader:
             "persistent_workers": False,
         }
 
+    def generator(self) -> torch.Generator:
+        """The loader's own RNG (worker base seeds): from (seed, rank, epoch, samples so far)."""
+        st = self.state
+        done = sum(sum(per.values()) for per in st.consumed.values())
+        key = np.random.SeedSequence([st.seed, self.stream.rank, st.epoch, done])
+        return torch.Generator().manual_seed(int(key.generate_state(1, np.uint64)[0] >> 1))
+
     def __iter__(self) -> Iterator[Any]:
         # Restart from what has been handed out, so a new iterator neither repeats nor skips.
         self.stream.start = self.state.copy()
         self.stream.start.run = dict.fromkeys(_COUNTERS, 0)
-        for tags, batch in DataLoader(self.stream, **self.kwargs):
+        loader = DataLoader(self.stream, generator=self.generator(), **self.kwargs)
+        for tags, batch in loader:
             self.state.update(tags)
             self.last_tags = tags
             yield batch
@@ -522,7 +578,10 @@ class ShardIndexDataset(Dataset):
     shard directory, in shard order (evaluation).
 
     Indexes member offsets from the tar headers once (and, with a split, reads the small json
-    members to keep that split's samples); items are read with a seek each.
+    members to keep that split's samples); items are read with a seek each. Faults never abort:
+    a shard whose sha256 differs from the manifest (verify) is not indexed, a truncated tar
+    keeps the samples before the damage (both counted in `skipped`), and an item that does not
+    decode raises DataError for the evaluator to skip and count (medtrain/eval/runner.py).
     """
 
     def __init__(
@@ -533,24 +592,29 @@ class ShardIndexDataset(Dataset):
         image: ImageConfig,
         limit: int = 0,
         split: str | None = None,
+        verify: bool = True,
     ) -> None:
         self.manifest = read_manifest(shard_dir)
         self.image_size, self.image, self.split = image_size, image, split
         self.items: list[tuple[Path, str, dict[str, tuple[int, int]]]] = []
+        self.skipped = {"corrupt": 0, "checksum": 0}  # shards (or their tails) not indexed
         wanted = split_counts(self.manifest, split)  # None (unknown): look at every shard
         for i, s in enumerate(self.manifest.shards):
             if wanted is not None and wanted[i] == 0:
                 continue
+            if verify and checked_shard(self.manifest.root, s):
+                self.skipped["checksum"] += 1
+                continue
             path = self.manifest.root / s["name"]
-            found: list[tuple[Path, str, dict[str, tuple[int, int]]]] = []
-            with tarfile.open(path, mode="r:") as tar:
-                for info in tar.getmembers():
-                    if unsafe_member(info) is not None or "." not in info.name:
-                        continue
-                    key, ext = info.name.split(".", 1)
-                    if not found or found[-1][1] != key:
-                        found.append((path, key, {}))
-                    found[-1][2][ext] = (info.offset_data, info.size)
+            found = self._index(path)
+            if len(found) < int(s["count"]) and not self._failed:  # cut at a member boundary
+                self.skipped["corrupt"] += 1
+                log.warning(
+                    "%s: %d of the manifest's %d samples missing (truncated shard?)",
+                    path,
+                    int(s["count"]) - len(found),
+                    s["count"],
+                )
             if split is not None:
                 with path.open("rb") as f:
                     found = [it for it in found if self._split_of(f, it[2]) in (split, None)]
@@ -559,7 +623,29 @@ class ShardIndexDataset(Dataset):
                 break
         if not self.items:
             of = "" if split is None else f" of split {split!r}"
-            raise DataError(f"{shard_dir}: no samples{of} in the shards")
+            raise DataError(
+                f"{shard_dir}: no samples{of} in the shards (unreadable: {self.skipped})"
+            )
+
+    def _index(self, path: Path) -> list[tuple[Path, str, dict[str, tuple[int, int]]]]:
+        """(path, key, {ext: (offset, size)}) per sample from the tar headers; a read error
+        (truncated or damaged tar) keeps what came before it, counted and logged."""
+        found: list[tuple[Path, str, dict[str, tuple[int, int]]]] = []
+        self._failed = False
+        try:
+            with tarfile.open(path, mode="r:") as tar:
+                for info in tar:
+                    if unsafe_member(info) is not None or "." not in info.name:
+                        continue
+                    key, ext = info.name.split(".", 1)
+                    if not found or found[-1][1] != key:
+                        found.append((path, key, {}))
+                    found[-1][2][ext] = (info.offset_data, info.size)
+        except (tarfile.TarError, OSError, EOFError) as e:
+            self.skipped["corrupt"] += 1
+            self._failed = True
+            log.warning("%s: unreadable tar data, rest of the shard skipped (%s)", path, e)
+        return found
 
     @staticmethod
     def _split_of(f: Any, members: dict[str, tuple[int, int]]) -> str | None:

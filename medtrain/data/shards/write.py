@@ -23,18 +23,26 @@ Records are streamed from the source reader; they are shuffled within windows of
 `window_shards * shard_size` records (so a shard mixes many patients rather than one patient's
 consecutive studies) and cut into shards. Memory is bounded by the window plus the in-flight
 jobs. Each shard is written by a worker to `<shard>.tar.tmp-<pid>`, then renamed; a shard is done
-when its `.state/<shard>.json` and tar both exist, so a re-run skips finished shards and redoes
-a shard whose writer died (its temp file is removed).
+when its `.state/<shard>.json` and tar both exist and the state's `inputs` digest (records'
+fields, report text hash, image path/size/mtime, text-path hash: `inputs_digest`) matches the
+records planned for it now, so a re-run skips finished shards, redoes a shard whose writer died
+(its temp file is removed) and rewrites a shard whose source records changed (a fixed sample
+comes back and leaves the quarantine). Writer processes die with `prepare` (PR_SET_PDEATHSIG).
+Reports the readers could not use (missing files, not valid UTF-8, malformed rows with their
+line) go to quarantine.jsonl with stage "reader"; the summary counts them (reader_skipped).
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import json
 import logging
 import os
 import re
+import signal
+import sys
 import tarfile
 import time
 from collections import Counter
@@ -64,12 +72,15 @@ if TYPE_CHECKING:
     from medtrain.data.config import ImageConfig
 
 log = logging.getLogger(__name__)
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PREPARE_SPLITS = ("train", "validate", "test", "all")
 
 
 @dataclass(kw_only=True, slots=True)
 class ShardJob:
     index: int
     records: list[Record] = field(default_factory=list)
+    inputs: str = ""  # `inputs_digest` of the records: a finished shard is reused only on a match
 
     @property
     def name(self) -> str:
@@ -155,6 +166,43 @@ def source_records(
         raise DataError(f"source root {root} does not exist")
     splits = None if split == "all" else [split]
     return open_source(source, root, splits=splits, skipped=skipped, **options)
+
+
+def inputs_digest(records: Iterable[Record], text_path: dict[str, Any]) -> str:
+    """What a shard was written from: every record's fields, the sha256 of its report text, its
+    image path, size and mtime, plus the text path's hash. A re-run reuses a finished shard only
+    when this matches, so a source record that was fixed (or changed) is written again and
+    leaves the quarantine. Costs one stat per record, no image read."""
+    h = hashlib.sha256(str(text_path.get("hash", "")).encode())
+    for rec in records:
+        try:
+            st = rec.image_path.stat()
+            image = [str(rec.image_path), st.st_size, st.st_mtime_ns]
+        except OSError:
+            image = [str(rec.image_path), -1, -1]
+        report = (
+            None
+            if rec.report is None
+            else hashlib.sha256(rec.report.encode("utf-8", "surrogatepass")).hexdigest()
+        )
+        fields = [rec.id, rec.split, rec.study_id, rec.subject_id, rec.view, rec.image_kind]
+        labels = sorted(rec.labels.items())
+        h.update(json.dumps([fields, labels, report, image]).encode("utf-8"))
+    return h.hexdigest()
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: the writer process is killed when `prepare` dies (even by SIGKILL),
+    never left running on its own. Linux: prctl(PR_SET_PDEATHSIG, SIGKILL); elsewhere a no-op
+    beyond the check that the parent is still there."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: keep the portable behaviour
+            pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 # --------------------------------------------------------------------------------- writing
@@ -256,7 +304,12 @@ def write_shard(
         "bytes": hw.n,
         "sha256": hw.sha.hexdigest(),
     }
-    state = {**entry, "quarantine": quarantine, "seconds": time.perf_counter() - t0}
+    state = {
+        **entry,
+        "inputs": job.inputs,
+        "quarantine": quarantine,
+        "seconds": time.perf_counter() - t0,
+    }
     _write_json_atomic(out_dir / STATE_DIR / f"{job.name}.json", state)
     os.replace(tmp, final)  # the tar appears last: tar present => its state file is too
     return state
@@ -268,13 +321,21 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _finished(out: Path, name: str) -> dict[str, Any] | None:
+def _finished(out: Path, name: str, inputs: str) -> dict[str, Any] | None:
+    """The state of shard `name` when it is finished and was written from `inputs` (see
+    inputs_digest; states without one predate it and are written again), else None."""
     state = out / STATE_DIR / f"{name}.json"
     tar = out / name
     if not (state.is_file() and tar.is_file()):
         return None
-    entry = json.loads(state.read_text())
-    return entry if tar.stat().st_size == entry["bytes"] else None
+    try:
+        entry = json.loads(state.read_text())
+    except ValueError:
+        return None  # a damaged state file: write the shard again
+    if entry.get("inputs") != inputs:
+        log.info("%s: its source records changed since it was written; writing it again", name)
+        return None
+    return entry if tar.stat().st_size == entry.get("bytes") else None
 
 
 def _check_config(out: Path, identity: dict[str, Any]) -> None:
@@ -323,6 +384,8 @@ def prepare_shards(
     """
     cfg = cfg or ShardConfig()
     deid = deid if deid is not None else DeidConfig()
+    if split not in PREPARE_SPLITS:
+        raise DataError(f"unknown split {split!r}; valid: {', '.join(PREPARE_SPLITS)}")
     out = Path(out)
     text_path = text_path_id(deid)
     identity = {
@@ -354,7 +417,12 @@ def prepare_shards(
         counts["written"] += 1
 
     pool = (
-        ProcessPoolExecutor(max_workers=cfg.workers, mp_context=get_context("spawn"))
+        ProcessPoolExecutor(
+            max_workers=cfg.workers,
+            mp_context=get_context("spawn"),
+            initializer=_die_with_parent,
+            initargs=(os.getpid(),),
+        )
         if cfg.workers > 1 and not dry_run
         else None
     )
@@ -365,7 +433,8 @@ def prepare_shards(
             counts["records"] += len(job.records)
             if dry_run:
                 continue
-            done = _finished(out, job.name)
+            job.inputs = inputs_digest(job.records, text_path)
+            done = _finished(out, job.name, job.inputs)
             if done is not None:
                 entries[job.index] = {k: done[k] for k in ENTRY_KEYS}
                 counts["skipped_done"] += 1

@@ -1,8 +1,11 @@
 """Source readers by name: each yields `Record`s from a data set's own on-disk layout.
 
 Every reader takes the root (a folder, or for "manifest" also the manifest file) and keyword
-arguments `splits` (None: all) and `skipped` (a list that receives (id, reason) for every item
-it could not use: missing file, unreadable header or XML, report without text). Options
+arguments `splits` (None: all), `skipped` (a list that receives (id, reason) for every item
+it could not use: missing file, unreadable header or XML, report without text or not valid
+UTF-8, a malformed CSV/JSON row with its line) and `fallback` (data.text_fallback_encoding:
+"" | "cp1252" | "latin-1", how report bytes that are not UTF-8 are decoded, before
+de-identification; "" skips such reports). Options
 beyond those are reader-specific (READER_OPTIONS): "mimic-cxr-jpg" takes `views` and
 `reports_root` (where the separate reports archive lives; None searches the usual places),
 "openi" takes `images_root` (where the PNGs are; None searches the usual places).
@@ -16,6 +19,7 @@ from typing import Any
 
 from medtrain.data.errors import DataError
 from medtrain.data.records import Record
+from medtrain.data.sources.common import check_fallback
 from medtrain.data.sources.dicom import iter_dicom
 from medtrain.data.sources.manifest import iter_manifest
 from medtrain.data.sources.mimic_cxr import iter_mimic_cxr
@@ -59,12 +63,15 @@ def open_source(
     """Records of source `name` under `root`: the one entry point the pipeline, the shard writer,
     the tokenizer trainer and evaluation use. `options` are DataConfig fields (views,
     reports_root, images_root); each reader receives the ones it takes (READER_OPTIONS), empty
-    values meaning the reader's default."""
+    values meaning the reader's default. `text_fallback_encoding` goes to every reader (as
+    `fallback`): the decoding of report bytes that are not valid UTF-8 ("" = skip those)."""
     reader = get_source(name)
     takes = READER_OPTIONS.get(name, ())
     kwargs: dict[str, Any] = {}
     for key, value in options.items():
-        if key == "views":  # a MIMIC filter; () keeps every view; other readers have no views
+        if key == "text_fallback_encoding":  # every reader decodes report bytes
+            kwargs["fallback"] = check_fallback(value or "")
+        elif key == "views":  # a MIMIC filter; () keeps every view; other readers have no views
             if key in takes:
                 kwargs[key] = list(value) or None
         elif value and key not in takes:
@@ -75,11 +82,13 @@ def open_source(
 
 
 def source_options(data_cfg: Any) -> dict[str, Any]:
-    """The reader options held by a DataConfig (views, reports_root, images_root)."""
+    """The reader options held by a DataConfig (views, reports_root, images_root,
+    text_fallback_encoding)."""
     return {
         "views": tuple(data_cfg.views),
         "reports_root": data_cfg.reports_root,
         "images_root": data_cfg.images_root,
+        "text_fallback_encoding": data_cfg.text_fallback_encoding,
     }
 
 

@@ -32,7 +32,15 @@ from pydicom import dcmread
 from medtrain.data.errors import DataError
 from medtrain.data.labels import CHEXPERT_LABELS
 from medtrain.data.records import Record
-from medtrain.data.sources.common import SkipLog, hash_split, normalize_split, pseudonym
+from medtrain.data.sources.common import (
+    SkipLog,
+    csv_rows,
+    decode_report,
+    hash_split,
+    normalize_split,
+    pseudonym,
+    unescape_text,
+)
 
 REPORTS_CSV, REPORT_TXT = "reports.csv", "report.txt"
 MODALITIES = frozenset({"CR", "DX"})
@@ -47,21 +55,35 @@ HEADER_TAGS = (
 )
 
 
-def _load_reports(path: Path) -> dict[str, tuple[str, str]]:
-    """AccessionNumber -> (report, split or "") from reports.csv; {} when the file is absent."""
+def _load_reports(
+    path: Path, fallback: str, skip: SkipLog
+) -> dict[str, tuple[str | None, str, str]]:
+    """AccessionNumber -> (report or None, split or "", why the row is unusable or "") from
+    reports.csv; {} when the file is absent. A row with too few cells or without an accession
+    number is skipped with its line; a bad split or a report that is not valid UTF-8 (without
+    `fallback`) keeps its reason, given to the images of that accession number."""
     if not path.is_file():
         return {}
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
         reader = csv.DictReader(f)
-        missing = {"AccessionNumber", "report"} - set(reader.fieldnames or ())
+        columns = list(reader.fieldnames or ())
+        missing = {"AccessionNumber", "report"} - set(columns)
         if missing:
             raise DataError(f"{path}: missing columns {sorted(missing)}")
-        out = {}
-        for n, row in enumerate(reader, start=2):
-            split = row.get("split") or ""
-            if split:
-                split = normalize_split(split, f"{path} line {n}")
-            out[row["AccessionNumber"].strip()] = (row["report"] or "", split)
+        out: dict[str, tuple[str | None, str, str]] = {}
+        for row in csv_rows(reader, path, skip):
+            where = f"{path} line {reader.line_num}"
+            accession = (row.get("AccessionNumber") or "").strip()
+            if None in row or None in row.values() or not accession:
+                skip(where, f"malformed row (cells missing or extra, or no AccessionNumber) "
+                     f"at {where}")  # fmt: skip
+                continue
+            try:
+                split = row.get("split") or ""
+                split = normalize_split(split, where) if split else ""
+                out[accession] = (unescape_text(row["report"] or "", fallback, where), split, "")
+            except DataError as e:
+                out[accession] = (None, "", str(e))
     return out
 
 
@@ -89,19 +111,23 @@ def iter_dicom(
     views: Sequence[str] | None = None,
     salt: str | None = None,
     skipped: list[tuple[str, str]] | None = None,
+    fallback: str = "",
 ) -> Iterator[Record]:
     """One Record per CR/DX file, files in sorted path order.
 
     views: view positions to keep after normalization (None: all, including unknown "").
     salt: key of the identifier hashes (None: $MEDTRAIN_ID_SALT, empty when unset).
+    fallback: decoding of reports that are not valid UTF-8 (data.text_fallback_encoding; ""
+    skips them with the reason).
     """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"DICOM export root directory not found: {root}")
-    reports = _load_reports(root / REPORTS_CSV)
+    skip = SkipLog(skipped)
+    reports = _load_reports(root / REPORTS_CSV, fallback, skip)
     keep_splits = None if splits is None else {normalize_split(s, "splits") for s in splits}
     keep_views = None if views is None else {_view(v) for v in views}
-    skip = SkipLog(skipped)
+    folder_bad: dict[Path, str] = {}
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() == ".dcm" and p.is_file())
     folder_reports: dict[Path, str | None] = {}
     for path in files:
@@ -117,11 +143,23 @@ def iter_dicom(
         if keep_views is not None and view not in keep_views:
             continue
         if path.parent not in folder_reports:
-            txt = path.parent / REPORT_TXT
-            folder_reports[path.parent] = txt.read_text(encoding="utf-8") if txt.is_file() else None
-        text, split = folder_reports[path.parent], ""
+            txt, folder_reports[path.parent] = path.parent / REPORT_TXT, None
+            if txt.is_file():
+                try:
+                    folder_reports[path.parent] = decode_report(
+                        txt.read_bytes(), fallback, str(txt)
+                    )
+                except DataError as e:
+                    folder_bad[path.parent] = str(e)
+        if path.parent in folder_bad:
+            skip(rel, folder_bad[path.parent])
+            continue
+        text, split, why = folder_reports[path.parent], "", ""
         if text is None:
-            text, split = reports.get(head["AccessionNumber"], (None, ""))
+            text, split, why = reports.get(head["AccessionNumber"], (None, "", ""))
+        if why:
+            skip(rel, why)
+            continue
         if text is None:
             skip(rel, f"no report for {path}: no {REPORT_TXT} beside it and its accession "
                  f"number is not in {root / REPORTS_CSV}")  # fmt: skip

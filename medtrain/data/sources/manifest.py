@@ -15,9 +15,10 @@ first row keeps it). Defaults: study_id = the explicit id, else the image path a
 rows sharing an image without ids share a study and a split; split = hash of subject_id, else
 study_id (80/10/10, one group one split). Labels: 1.0 / 0.0 / -1.0 / None for blank or null,
 any label names. image_kind "dicom" for *.dcm / *.dicom images.
-Schema errors (unknown JSONL keys, missing CSV columns, bad split or label values) raise
-DataError naming file and line; a missing image, empty report, unparsable line or repeated id is
-skipped.
+Missing CSV columns raise DataError naming the file; every per-row fault is skipped with its
+reason naming file and line: unknown JSONL keys, bad split or label values, a CSV row with too
+few or too many cells, an unparsable line, a missing image, an empty report, a report that is
+not valid UTF-8 (unless data.text_fallback_encoding decodes it), a repeated id.
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ from typing import Any
 
 from medtrain.data.errors import DataError
 from medtrain.data.records import Record
-from medtrain.data.sources.common import SkipLog, hash_split, normalize_split, parse_label
+from medtrain.data.sources.common import (
+    SkipLog,
+    csv_rows,
+    has_escapes,
+    hash_split,
+    normalize_split,
+    parse_label,
+    unescape_text,
+)
 
 NAMES = ("manifest.jsonl", "manifest.csv")
 FIELDS = ("id", "image", "report", "split", "study_id", "subject_id", "view")
@@ -55,8 +64,13 @@ def find_manifest(root: Path) -> Path:
     return found[0]
 
 
+def _labels(raw: dict[str, Any], where: str) -> dict[str, float | None]:
+    return {str(k): parse_label(v, where) for k, v in raw.items()}
+
+
 def _jsonl_rows(path: Path, skip: SkipLog) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as f:
+    # bytes that are not UTF-8 survive as surrogates: only the row holding them is affected
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
         for n, line in enumerate(f, start=1):
             where = f"{path} line {n}"
             if not line.strip():
@@ -71,13 +85,17 @@ def _jsonl_rows(path: Path, skip: SkipLog) -> Iterator[tuple[int, dict[str, Any]
                 continue
             unknown = set(row) - JSON_KEYS
             if unknown:
-                raise DataError(
-                    f"{where}: unknown keys {sorted(unknown)}; valid: {sorted(JSON_KEYS)}"
-                )
+                skip(where, f"unknown keys {sorted(unknown)} ({where}); valid: {sorted(JSON_KEYS)}")
+                continue
             labels = row.get("labels") or {}
             if not isinstance(labels, dict):
-                raise DataError(f"{where}: labels must be an object of name -> 1 / 0 / -1 / null")
-            row["labels"] = {str(k): parse_label(v, where) for k, v in labels.items()}
+                skip(where, f"labels must be an object of name -> 1 / 0 / -1 / null ({where})")
+                continue
+            try:
+                row["labels"] = _labels(labels, where)
+            except DataError as e:
+                skip(where, str(e))
+                continue
             yield n, row
 
 
@@ -87,19 +105,33 @@ def _breaks(cells: dict[Any, Any]) -> int:
     return text.count("\n") + text.count("\r") - text.count("\r\n")
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8", newline="") as f:
+def _csv_rows(path: Path, skip: SkipLog) -> Iterator[tuple[int, dict[str, Any]]]:
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
         reader = csv.DictReader(f)
         columns = list(reader.fieldnames or ())
         missing = {"image", "report"} - set(columns)
         if missing:
             raise DataError(f"{path}: missing columns {sorted(missing)}; header is {columns}")
         label_cols = [c for c in columns if c not in FIELDS]
-        for cells in reader:
+        for cells in csv_rows(reader, path, skip):
             n = reader.line_num - _breaks(cells)  # the row's first line (quoted cells may span)
             where = f"{path} line {n}"
+            if None in cells or None in cells.values():  # DictReader: extra / missing cells
+                have = (
+                    len(columns)
+                    + len(cells.get(None) or ())
+                    - sum(  # type: ignore[call-overload]
+                        v is None for v in cells.values()
+                    )
+                )
+                skip(where, f"malformed row: {have} cells, header has {len(columns)} ({where})")
+                continue
             row: dict[str, Any] = {c: cells[c] for c in FIELDS if c in cells}
-            row["labels"] = {c: parse_label(cells[c], where) for c in label_cols}
+            try:
+                row["labels"] = _labels({c: cells[c] for c in label_cols}, where)
+            except DataError as e:
+                skip(where, str(e))
+                continue
             yield n, row
 
 
@@ -108,18 +140,23 @@ def iter_manifest(
     *,
     splits: Sequence[str] | None = None,
     skipped: list[tuple[str, str]] | None = None,
+    fallback: str = "",
 ) -> Iterator[Record]:
-    """One Record per manifest row, in file order (keys and defaults: module docstring)."""
+    """One Record per manifest row, in file order (keys and defaults: module docstring).
+    `fallback` (data.text_fallback_encoding) decodes reports that are not valid UTF-8."""
     path = find_manifest(Path(root))
     base = path.parent.resolve()
     keep = None if splits is None else {normalize_split(s, "splits") for s in splits}
     skip = SkipLog(skipped)
     seen: set[bytes] = set()  # 8-byte digests of the ids so far (~50 bytes a row, not the ids)
-    rows = _jsonl_rows(path, skip) if path.suffix.lower() == ".jsonl" else _csv_rows(path)
+    rows = _jsonl_rows(path, skip) if path.suffix.lower() == ".jsonl" else _csv_rows(path, skip)
     for line, row in rows:
         where = f"{path} line {line}"
         image_rel = str(row.get("image") or "").strip()
         explicit = str(row.get("id") or "").strip()
+        if has_escapes(explicit):
+            skip(where, f"id is not valid UTF-8 ({where})")
+            continue
         rid = explicit or f"{path.stem}-{line}"
         digest = hashlib.blake2b(rid.encode("utf-8"), digest_size=8).digest()
         if digest in seen:
@@ -130,6 +167,12 @@ def iter_manifest(
             skip(rid, f"no image path ({where})")
             continue
         report = row.get("report")
+        if isinstance(report, str):
+            try:
+                report = unescape_text(report, fallback, where)
+            except DataError as e:
+                skip(rid, str(e))
+                continue
         if not isinstance(report, str) or not report.strip():
             skip(rid, f"empty report ({where})")
             continue
@@ -140,7 +183,11 @@ def iter_manifest(
         study = str(row.get("study_id") or "").strip() or explicit or image_rel
         subject = str(row.get("subject_id") or "").strip()
         raw_split = str(row.get("split") or "").strip()
-        split = normalize_split(raw_split, where) if raw_split else hash_split(subject or study)
+        try:
+            split = normalize_split(raw_split, where) if raw_split else hash_split(subject or study)
+        except DataError as e:
+            skip(rid, str(e))
+            continue
         if keep is not None and split not in keep:
             continue
         yield Record(

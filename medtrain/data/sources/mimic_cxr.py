@@ -26,7 +26,7 @@ import csv
 import gzip
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from itertools import islice
 from operator import itemgetter
@@ -35,6 +35,10 @@ from pathlib import Path
 from medtrain.data.errors import DataError
 from medtrain.data.labels import CHEXPERT_LABELS
 from medtrain.data.records import Record
+from medtrain.data.sources.common import SPLITS, SkipLog, decode_report, has_escapes
+
+# (line, cells, reason) -> the row to yield instead, or None to drop it (see _table)
+BadRow = Callable[[int, list[str], str], "tuple[str | None, ...] | None"]
 
 METADATA_CSV = "mimic-cxr-2.0.0-metadata.csv.gz"
 SPLIT_CSV = "mimic-cxr-2.0.0-split.csv.gz"
@@ -50,43 +54,65 @@ _IN_MAX = 512  # keys per `WHERE key IN (...)` query (below every SQLite variabl
 _CACHE_KIB = 16 * 1024  # SQLite page cache bound
 _KNOWN_CELLS = ("", "1.0", "0.0", "-1.0")  # label cells as the public CSVs write them
 _SEP = ","  # joins the 14 validated label cells (no valid float text contains a comma)
+_BAD = "\x00"  # a split / label-table value starting with this is the reason its row was bad
 
 
 def _table(
-    path: Path, columns: Sequence[str], *, optional: Sequence[str] = (), what: str = "columns"
+    path: Path,
+    columns: Sequence[str],
+    *,
+    optional: Sequence[str] = (),
+    what: str = "columns",
+    on_bad: BadRow | None = None,
 ) -> Iterator[tuple[str | None, ...]]:
-    """The rows of a gzip CSV as tuples of `columns` then `optional`, with csv.DictReader's
-    reading (blank lines skipped, missing trailing cells None); a missing optional column reads
-    as None. A missing required column is a DataError at the first data row."""
-    with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
+    """The rows of a gzip CSV as tuples of `columns` then `optional` (blank lines skipped); a
+    missing optional column reads as None. A missing required column is a DataError at the first
+    data row. A malformed row (more or fewer cells than the header, bytes that are not UTF-8, a
+    quoting error) is never dropped silently: `on_bad(line, cells, reason)` is called and what
+    it returns (a tuple, or None to drop the row) is yielded in its place; without `on_bad` it
+    is a DataError."""
+    with gzip.open(path, "rt", encoding="utf-8", errors="surrogateescape", newline="") as f:
         reader = csv.reader(f)
         header = next(reader, [])
         index = {name: i for i, name in enumerate(header)}  # duplicate names: the last wins
         missing = [c for c in columns if c not in index]
         virtual = len(header)  # always-None column for missing optional ones
         idx = [index.get(c, virtual) for c in (*columns, *optional)]
-        width = max(idx) + 1
+        width = len(header)
         get = itemgetter(*idx)  # two or more columns: tuples
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                reason = f"malformed CSV at {path} line {reader.line_num}: {e}"
+                if on_bad is None:
+                    raise DataError(reason) from None
+                out = on_bad(reader.line_num, [], reason)
+                if out is not None:
+                    yield out
+                continue
             if not row:
                 continue
             if missing:
                 raise DataError(f"{path}: missing {what} {missing}")
-            if len(row) < width:
-                row += [None] * (width - len(row))
+            reason = ""
+            if len(row) != width:
+                what = "short" if len(row) < width else "long"
+                reason = f"{what} row: {len(row)} of {width} cells at {path} line {reader.line_num}"
+            elif not (joined := "".join(row)).isascii() and has_escapes(joined):
+                reason = f"row is not valid UTF-8 at {path} line {reader.line_num}"
+            if reason:
+                if on_bad is None:
+                    raise DataError(reason)
+                out = on_bad(reader.line_num, row, reason)
+                if out is not None:
+                    yield out
+                continue
+            if virtual in idx:
+                row.append(None)  # type: ignore[arg-type]
             yield get(row)
-
-
-def _label(cell: str | None, path: Path) -> float | None:
-    """'' -> None (not mentioned); '1.0' / '0.0' / '-1.0' -> float."""
-    if cell is None:
-        raise DataError(f"{path}: a row has fewer cells than the header (label missing)")
-    if cell.strip() == "":
-        return None
-    try:
-        return float(cell)
-    except ValueError as e:
-        raise DataError(f"{path}: bad label value {cell!r}") from e
 
 
 def _open_db(folder: str) -> sqlite3.Connection:
@@ -103,32 +129,82 @@ def _open_db(folder: str) -> sqlite3.Connection:
     return db
 
 
-def _load_split(db: sqlite3.Connection, path: Path) -> None:
-    """dicom_id -> split, streamed in; a repeated dicom_id keeps its last row (as a dict did)."""
+def _cell(row: list[str], i: int) -> str:
+    return row[i] if i < len(row) else ""
+
+
+def _load_split(db: sqlite3.Connection, path: Path, skip: SkipLog) -> None:
+    """dicom_id -> split, streamed in; a repeated dicom_id keeps its last row (as a dict did).
+    A malformed row stores its reason (the dicom is then skipped with it)."""
+
+    def bad(line: int, row: list[str], reason: str) -> tuple[str, str] | None:
+        dicom = _cell(row, 0)  # dicom_id is the split table's first column
+        if not dicom or has_escapes(dicom):  # no usable key: its dicom has no split entry
+            skip(f"{path.name} line {line}", reason)
+            return None
+        return dicom, _BAD + reason
+
+    def rows() -> Iterator[tuple[str | None, str | None]]:
+        for dicom, split in _table(path, ("dicom_id", "split"), on_bad=bad):
+            if split in SPLITS or (split or "").startswith(_BAD):
+                yield dicom, split
+            else:
+                yield dicom, f"{_BAD}unknown split {split!r} in {path}; valid: {', '.join(SPLITS)}"
+
     db.execute("BEGIN")
-    db.executemany("INSERT INTO split VALUES (?, ?)", _table(path, ("dicom_id", "split")))
+    db.executemany("INSERT INTO split VALUES (?, ?)", rows())
     db.execute("COMMIT")
     db.execute("CREATE INDEX split_key ON split (dicom_id, split)")  # covering
 
 
-def _load_labels(db: sqlite3.Connection, path: Path) -> None:
-    """study_id -> the 14 CheXpert cells (joined, validated here so that a bad value anywhere in
-    the table is a DataError before the first record, parsed again on lookup)."""
+def _load_labels(db: sqlite3.Connection, path: Path, skip: SkipLog) -> None:
+    """study_id -> the 14 CheXpert cells (joined, validated here, parsed again on lookup). A
+    row with a bad label value or too few cells stores its reason instead: the study's images
+    are skipped with it (never trained on with labels the table did not give)."""
     valid = set(_KNOWN_CELLS)
+    columns = ("study_id", *CHEXPERT_LABELS)
+    study_col: list[int] = []
+
+    def bad(line: int, row: list[str], reason: str) -> tuple[str, str] | None:
+        if not study_col:  # the study_id column of the header (read on the first bad row)
+            with gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="") as f:
+                header = next(csv.reader(f), [])
+            study_col.append(header.index("study_id") if "study_id" in header else 1)
+        study = _cell(row, study_col[0])
+        if not study or has_escapes(study):  # no usable key: the study reads as unlabelled
+            skip(f"{path.name} line {line}", reason)
+            return None
+        return study, _BAD + reason
 
     def rows() -> Iterator[tuple[str | None, str]]:
-        for study, *cells in _table(path, ("study_id", *CHEXPERT_LABELS), what="label columns"):
+        for study, *cells in _table(path, columns, what="label columns", on_bad=bad):
+            if isinstance(cells[0], str) and cells[0].startswith(_BAD):  # from bad()
+                yield study, cells[0]
+                continue
             if not valid.issuperset(cells):
-                for cell in cells:
-                    if cell not in valid:
-                        _label(cell, path)  # DataError when it is not a number or blank
-                        valid.add(cell)  # type: ignore[arg-type]  # None raised above
+                wrong = next((c for c in cells if c not in valid and not _is_label(c)), None)
+                if wrong is not None:
+                    yield study, f"{_BAD}bad label value {wrong!r} for study {study} in {path}"
+                    continue
+                valid.update(cells)  # type: ignore[arg-type]
             yield study, _SEP.join(cells)  # type: ignore[arg-type]
 
     db.execute("BEGIN")
     db.executemany("INSERT INTO labels VALUES (?, ?)", rows())
     db.execute("COMMIT")
     db.execute("CREATE INDEX labels_key ON labels (study_id)")
+
+
+def _is_label(cell: str | None) -> bool:
+    """Whether a label cell is blank or 1 / 0 / -1 written another way ("1", "-1.00")."""
+    if cell is None:
+        return False
+    if cell.strip() == "":
+        return True
+    try:
+        return float(cell) in (1.0, 0.0, -1.0)
+    except ValueError:
+        return False
 
 
 def _lookup(db: sqlite3.Connection, table: str, key: str, keys: Iterable[str]) -> dict[str, str]:
@@ -142,6 +218,10 @@ def _lookup(db: sqlite3.Connection, table: str, key: str, keys: Iterable[str]) -
         sql = f"SELECT {key}, {value} FROM {table} WHERE {key} IN ({marks}) ORDER BY rowid"
         found.update(db.execute(sql, part).fetchall())
     return found
+
+
+def _drop(line: int, row: list[str], reason: str) -> None:
+    return None  # probing only: the records pass reports the row
 
 
 def report_places(root: Path, reports_root: str | Path | None = None) -> list[Path]:
@@ -171,7 +251,8 @@ def find_reports(root: Path, metadata: Path, reports_root: str | Path | None = N
     studies' images either (no files at all: each image is then skipped as missing);
     DataError naming the places searched when no place holds a report otherwise."""
     probes: dict[str, tuple[str, str]] = {}  # study -> (subject, a dicom of the study)
-    with closing(_table(metadata, ("dicom_id", "subject_id", "study_id"))) as rows:
+    probe_rows = _table(metadata, ("dicom_id", "subject_id", "study_id"), on_bad=_drop)
+    with closing(probe_rows) as rows:
         for dicom, subject, study in rows:
             if dicom and subject and study:
                 probes.setdefault(study, (subject, dicom))
@@ -208,6 +289,7 @@ def iter_mimic_cxr(
     reports_root: str | Path | None = None,
     skipped: list[tuple[str, str]] | None = None,
     check_files: bool = True,
+    fallback: str = "",
 ) -> Iterator[Record]:
     """One Record per image (dicom) in metadata order.
 
@@ -218,6 +300,10 @@ def iter_mimic_cxr(
     appended to `skipped` when given. check_files=False enumerates from the tables alone
     (counting, planning): no image or report is looked at, `image_path` is the expected path
     under the resolved root and `report` is "".
+    Malformed table rows are skipped with their file and line (a short metadata row as
+    "<file> line N"; a bad split or label row skips the images it covers, with that reason), as
+    are reports that are not valid UTF-8 unless `fallback` (data.text_fallback_encoding, e.g.
+    cp1252) decodes them.
     """
     root = Path(root)
     if labeler not in LABEL_CSVS:
@@ -235,9 +321,11 @@ def iter_mimic_cxr(
         tempfile.TemporaryDirectory(prefix="medtrain-mimic-") as tmp,
         closing(_open_db(tmp)) as db,
     ):
-        _load_split(db, paths[SPLIT_CSV])
-        _load_labels(db, paths[LABEL_CSVS[labeler]])
-        yield from _records(db, root, reports, paths[METADATA_CSV], views, splits, skipped)
+        _load_split(db, paths[SPLIT_CSV], SkipLog(skipped))
+        _load_labels(db, paths[LABEL_CSVS[labeler]], SkipLog(skipped))
+        yield from _records(
+            db, root, reports, paths[METADATA_CSV], views, splits, skipped, fallback
+        )
 
 
 def _records(
@@ -248,6 +336,7 @@ def _records(
     views: Sequence[str] | None,
     splits: Sequence[str] | None,
     skipped: list[tuple[str, str]] | None,
+    fallback: str = "",
 ) -> Iterator[Record]:
     """reports: the folder holding the reports; None: check_files=False (tables only)."""
     keep_views = None if views is None else {v.upper() for v in views}
@@ -255,11 +344,14 @@ def _records(
     empty = (None,) * len(CHEXPERT_LABELS)
     parsed: dict[str, tuple[float | None, ...]] = {}  # joined cells -> values (few distinct)
     resolved = root.resolve()
-    rows = _table(metadata, ("dicom_id", "subject_id", "study_id"), optional=("ViewPosition",))
+    skip = SkipLog(skipped)
 
-    def skip(dicom: str, reason: str) -> None:
-        if skipped is not None:
-            skipped.append((dicom, reason))
+    def bad(line: int, row: list[str], reason: str) -> None:
+        skip(f"{metadata.name} line {line}", reason)
+
+    rows = _table(
+        metadata, ("dicom_id", "subject_id", "study_id"), optional=("ViewPosition",), on_bad=bad
+    )
 
     def values(cells: str | None) -> tuple[float | None, ...]:
         if cells is None:
@@ -294,9 +386,16 @@ def _records(
             if split is None:
                 skip(dicom, "no entry in the split table")
                 continue
+            if split.startswith(_BAD):
+                skip(dicom, split[1:])
+                continue
             if keep_splits is not None and split not in keep_splits:
                 continue
-            label_values = dict(zip(CHEXPERT_LABELS, values(labels.get(study)), strict=True))
+            cells = labels.get(study)
+            if cells is not None and cells.startswith(_BAD):
+                skip(dicom, cells[1:])
+                continue
+            label_values = dict(zip(CHEXPERT_LABELS, values(cells), strict=True))
             if reports is None:
                 image = resolved / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}"
                 yield Record(
@@ -319,7 +418,11 @@ def _records(
             if not report.is_file():
                 skip(dicom, f"missing report {report}")
                 continue
-            text = report.read_text(encoding="utf-8")
+            try:
+                text = decode_report(report.read_bytes(), fallback, str(report))
+            except DataError as e:
+                skip(dicom, str(e))
+                continue
             if not text.strip():
                 skip(dicom, f"empty report {report}")
                 continue

@@ -26,7 +26,7 @@ from medtrain.data.errors import DataError
 from medtrain.data.labels import CHEXPERT_LABELS, POSITIVE
 from medtrain.data.records import Record
 from medtrain.data.reports import assemble_sections
-from medtrain.data.sources.common import hash_split
+from medtrain.data.sources.common import decode_report, hash_split
 
 REPORT_DIR, IMAGE_DIR = "ecgen-radiology", "NLMCXR_png"
 PROBE_IMAGES = 64  # image ids from the first reports that locate the image folder
@@ -72,6 +72,28 @@ def mesh_labels(terms: Sequence[str]) -> dict[str, float | None]:
     return labels
 
 
+_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+
+
+def parse_report(path: Path, fallback: str = "") -> ET.Element:
+    """The root element of a report XML. A file that is not valid UTF-8 (and declares no other
+    encoding the parser accepts) is decoded by `fallback` (data.text_fallback_encoding) before
+    parsing, else DataError says so; other parse failures are DataError too."""
+    data = path.read_bytes()
+    try:
+        return ET.fromstring(data)
+    except ET.ParseError as e:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = decode_report(data, fallback, str(path))  # DataError without a fallback
+            try:
+                return ET.fromstring(_DECLARATION.sub("", text, count=1))
+            except ET.ParseError as e2:
+                raise DataError(f"unreadable XML {path}: {e2}") from None
+        raise DataError(f"unreadable XML {path}: {e}") from None
+
+
 def _xml_sort_key(path: Path) -> tuple[int, str]:
     m = re.fullmatch(r"\d+", path.stem)
     return (int(path.stem) if m else 1 << 62, path.name)
@@ -94,8 +116,8 @@ def find_images(
     probes: list[str] = []
     for xml_path in xml_paths:
         try:
-            tree = ET.parse(xml_path).getroot()
-        except ET.ParseError:
+            tree = parse_report(xml_path, "latin-1")  # probing only: any decoding will do
+        except (DataError, OSError):
             continue  # skipped with its reason when the records are read
         probes += [i for el in tree.iterfind("parentImage") if (i := el.get("id", ""))]
         if len(probes) >= PROBE_IMAGES:
@@ -120,12 +142,14 @@ def iter_openi(
     images_root: str | Path | None = None,
     splits: Sequence[str] | None = None,
     skipped: list[tuple[str, str]] | None = None,
+    fallback: str = "",
 ) -> Iterator[Record]:
     """One Record per parentImage, reports in numeric file order.
 
     images_root: the folder of the PNGs (None: search the usual places, see module docstring).
     Records: id = image id, study_id = report uId ("CXR12"), subject_id "", view "".
-    Unreadable XML, reports without text and missing PNGs are skipped into `skipped`.
+    Unreadable XML (also: not valid UTF-8 and no `fallback` decoding, see parse_report), reports
+    without text and missing PNGs are skipped into `skipped`.
     """
     root = Path(root)
     if not root.is_dir():
@@ -143,9 +167,9 @@ def iter_openi(
 
     for xml_path in xml_paths:
         try:
-            tree = ET.parse(xml_path).getroot()
-        except ET.ParseError as e:
-            skip(xml_path.stem, f"unreadable XML {xml_path}: {e}")
+            tree = parse_report(xml_path, fallback)
+        except (DataError, OSError) as e:
+            skip(xml_path.stem, str(e))
             continue
         uid = tree.find("uId")
         report_id = uid.get("id", "") if uid is not None else ""
@@ -163,7 +187,11 @@ def iter_openi(
             continue
         terms = [(el.text or "").strip() for el in tree.iterfind("MeSH/*")]
         labels = mesh_labels([t for t in terms if t])
-        for parent in tree.iterfind("parentImage"):
+        parents = list(tree.iterfind("parentImage"))
+        if not parents:
+            skip(report_id, f"no parentImage in {xml_path}")
+            continue
+        for parent in parents:
             image_id = parent.get("id", "")
             image = image_dir / f"{image_id}.png"
             if not image_id or not image.is_file():

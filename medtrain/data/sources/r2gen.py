@@ -20,7 +20,7 @@ from pathlib import Path
 from medtrain.data.errors import DataError
 from medtrain.data.labels import CHEXPERT_LABELS
 from medtrain.data.records import Record
-from medtrain.data.sources.common import SkipLog, normalize_split
+from medtrain.data.sources.common import SkipLog, has_escapes, normalize_split, unescape_text
 
 ANNOTATION, IMAGE_DIR = "annotation.json", "images"
 
@@ -29,8 +29,10 @@ def _load(path: Path) -> dict[str, list]:
     if not path.is_file():
         raise DataError(f"R2Gen annotation file not found: {path}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        # bytes that are not UTF-8 survive as surrogates: the entry holding them is skipped (or
+        # its report decoded by the fallback), not the whole file
+        data = json.loads(path.read_bytes().decode("utf-8", "surrogateescape"))
+    except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON: {e}") from None
     if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
         raise DataError(f"{path}: expected an object of lists {{'train': [...], 'val': [...]}}")
@@ -44,9 +46,11 @@ def iter_r2gen(
     *,
     splits: Sequence[str] | None = None,
     skipped: list[tuple[str, str]] | None = None,
+    fallback: str = "",
 ) -> Iterator[Record]:
     """Records in file order (train, val, test as they appear). Entries without an id, an
-    image list or report text, and images that are missing or outside images/, are skipped."""
+    image list or report text, with bytes that are not UTF-8 (ids always; reports unless
+    `fallback` decodes them), and images that are missing or outside images/, are skipped."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"R2Gen root directory not found: {root}")
@@ -64,7 +68,16 @@ def iter_r2gen(
             if not eid:
                 skip(where, f"entry without an id in {where}")
                 continue
+            if has_escapes(eid):
+                skip(where, f"entry id is not valid UTF-8 in {where}")
+                continue
             report, images = entry.get("report"), entry.get("image_path")
+            if isinstance(report, str):
+                try:
+                    report = unescape_text(report, fallback, where)
+                except DataError as e:
+                    skip(eid, str(e))
+                    continue
             if not isinstance(report, str) or not report.strip():
                 skip(eid, f"empty report in {where}")
                 continue
