@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 CONTRASTIVE_NAMES = ("auto", "reference", "cpp", "triton")  # = contrastive registry (tested)
@@ -16,6 +17,9 @@ class LossConfig:
     contrastive_impl: str = "auto"  # auto | reference | cpp | triton
 
     def __post_init__(self) -> None:
+        for name in ("contrastive_weight", "mlm_weight"):
+            if not math.isfinite(getattr(self, name)):  # nan < 0 is False: checked first
+                raise ValueError(f"loss.{name} must be a finite number, got {getattr(self, name)}")
         if self.contrastive_weight < 0 or self.mlm_weight < 0:
             raise ValueError(
                 "loss weights must be >= 0, got "

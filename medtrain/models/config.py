@@ -7,12 +7,19 @@ equal.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 FUSION_NAMES = ("none", "cross", "coattn", "merged")  # = models.fusion.FUSIONS
 ATTENTION_NAMES = ("eager", "sdpa", "triton", "auto")  # = models.attention.ATTENTION_IMPLS
 TEXT_ATTENTION = ("eager", "sdpa")  # transformers' attn_implementation values we allow
 MLM_ON = ("fused", "text")
+
+
+def _finite(name: str, value: float) -> None:
+    """NaN and inf pass most comparisons silently (nan < 0 is False): reject them first."""
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -35,6 +42,8 @@ class VisionConfig:
             )
         if min(self.img_size, self.patch_size, self.embed_dim, self.window_size, self.in_chans) < 1:
             raise ValueError("vision img_size, patch_size, embed_dim, window_size, in_chans >= 1")
+        if not self.depths:
+            raise ValueError("vision.depths needs at least one stage")
         if len(self.num_heads) < len(self.depths) or min(self.depths + self.num_heads) < 1:
             raise ValueError(
                 f"vision.depths {self.depths} and num_heads {self.num_heads} must be positive, "
@@ -46,8 +55,23 @@ class VisionConfig:
             raise ValueError(
                 f"vision.img_size {self.img_size} not divisible by patch_size {self.patch_size}"
             )
+        stages = len(self.depths) if not self.model_name else 4  # timm's Swin models: 4 stages
+        if not self.model_name:  # explicit dims (a timm name brings its own)
+            for stage, heads in enumerate(self.num_heads[:stages]):
+                dim = self.embed_dim * 2**stage  # stage widths double after each patch merging
+                if dim % heads:
+                    raise ValueError(
+                        f"vision stage {stage} width {dim} (embed_dim {self.embed_dim} x "
+                        f"2^{stage}) is not divisible by num_heads[{stage}] = {heads}"
+                    )
         res = self.img_size // self.patch_size
-        for stage in range(len(self.depths) if not self.model_name else 4):
+        if res % 2 ** (stages - 1):
+            raise ValueError(
+                f"vision: {stages} stages halve the patch grid {res} (img_size {self.img_size} / "
+                f"patch {self.patch_size}) {stages - 1} times: it must be divisible by "
+                f"{2 ** (stages - 1)}"
+            )
+        for stage in range(stages):
             r = res // (2**stage)
             if r > self.window_size and r % self.window_size:
                 raise ValueError(
@@ -105,8 +129,12 @@ class FusionConfig:
                 f"unknown attention implementation {self.attn_impl!r}; "
                 f"valid: {sorted(ATTENTION_NAMES)}"
             )
+        _finite("model.fusion.mlp_ratio", self.mlp_ratio)
         if self.num_layers < 0 or self.num_heads < 1 or self.mlp_ratio <= 0:
-            raise ValueError("model.fusion: num_layers >= 0, num_heads >= 1, mlp_ratio > 0")
+            raise ValueError(
+                "model.fusion: num_layers >= 0, num_heads >= 1, mlp_ratio > 0; got "
+                f"{self.num_layers}, {self.num_heads}, {self.mlp_ratio}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.fusion.dropout must be in [0, 1), got {self.dropout}")
 
@@ -127,8 +155,21 @@ class ModelConfig:
             raise ValueError(f"model.mlm_on must be one of {list(MLM_ON)}, got {self.mlm_on!r}")
         if self.embed_dim < 1:
             raise ValueError(f"model.embed_dim must be >= 1, got {self.embed_dim}")
+        _finite("model.max_logit_scale", self.max_logit_scale)
         if not 0 < self.init_logit_scale <= self.max_logit_scale:
             raise ValueError(
                 "model.init_logit_scale must be in (0, max_logit_scale], got "
                 f"{self.init_logit_scale} (max {self.max_logit_scale})"
             )
+        fusion, width = self.fusion, self.text.hidden_size  # fusion layers run at the text width
+        if fusion.name != "none" and fusion.num_layers > 0:
+            if width % fusion.num_heads:
+                raise ValueError(
+                    f"model.fusion.num_heads {fusion.num_heads} does not divide the fusion width "
+                    f"{width} (model.text.hidden_size)"
+                )
+            if int(width * fusion.mlp_ratio) < 1:
+                raise ValueError(
+                    f"model.fusion.mlp_ratio {fusion.mlp_ratio} x width {width} leaves an empty "
+                    "MLP hidden layer"
+                )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from medtrain.synth.layouts import LAYOUT_MODULES
@@ -37,11 +38,14 @@ class SynthConfig:
             raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {self.layout!r}")
         if self.n < 1 or self.image_size < 32:
             raise ValueError(f"need n >= 1 and image_size >= 32, got {self.n}, {self.image_size}")
+        if self.seed < 0:  # numpy's SeedSequence takes non-negative entropy only
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         for name in ("phi_fraction", "lateral_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.manifest_format not in MANIFEST_FORMATS:
             raise ValueError(f"manifest_format must be one of {list(MANIFEST_FORMATS)}")
         fr = self.split_fractions
-        if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1.0) > 1e-6:
+        finite = all(math.isfinite(x) for x in fr)  # nan passes `< 0` and `> 1e-6` silently
+        if len(fr) != 3 or not finite or min(fr) < 0 or abs(sum(fr) - 1.0) > 1e-6:
             raise ValueError(f"split_fractions must be 3 non-negative values summing to 1: {fr}")
