@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from medtrain.config import ConfigError
@@ -23,7 +24,10 @@ def _eval(args: argparse.Namespace) -> None:
         raise ConfigError(f"eval: --device {args.device!r}: {e}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"eval: --device {args.device} but no CUDA device is available")
-    model, tokenizer, cfg = load_run(args.run, args.tag)
+    notes: list[str] = []
+    model, tokenizer, cfg = load_run(args.run, args.tag, notes)  # through the checkpoint gate
+    for note in notes:
+        print(note, file=sys.stderr)
     model.to(device)
     cfg.data.eval_split = args.split
     pipeline = build_pipeline(cfg.data, image_size=cfg.model.vision.img_size)
