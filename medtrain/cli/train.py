@@ -18,6 +18,9 @@ def _pretrain(args: argparse.Namespace) -> None:
     from medtrain.train.loop import pretrain
 
     summary = pretrain(cfg, resume=args.resume)
+    if summary["status"] == "stopped":  # SIGUSR1: checkpoint saved, no final evaluation
+        dist.destroy_process_group()
+        return
     if dist.get_rank() == 0:
         e = summary["eval"]
         print(
@@ -27,6 +30,9 @@ def _pretrain(args: argparse.Namespace) -> None:
         )
         print(f"logs: {summary['tensorboard']} (tensorboard), {summary['out_dir']}/metrics.jsonl")
         print(f"checkpoints: {summary['checkpoints']}; eval: {summary['out_dir']}/eval/")
+        if summary["skipped_steps"]:
+            n, out = summary["skipped_steps"], summary["out_dir"]
+            print(f"skipped optimizer steps (non-finite): {n}; loss spikes: {out}/spikes.jsonl")
     dist.destroy_process_group()
 
 
@@ -42,7 +48,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override one config field, e.g. train.lr=1e-4 (repeatable)",
     )
-    pt.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    pt.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the latest checkpoint (also after SIGUSR1: a pre-timeout stop saves "
+        "one and exits 0)",
+    )
     pt.add_argument(
         "--print-config",
         action="store_true",

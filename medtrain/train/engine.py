@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import socket
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def init_distributed() -> tuple[int, int]:
+def init_distributed(timeout_min: float = 10.0) -> tuple[int, int]:
     """Join the launcher's process group, or make a 1-process one for plain `medtrain pretrain`.
 
+    timeout_min (train.dist_timeout_min): how long a collective waits for a missing rank before
+    failing (torch's default, 30 min, hides a hung node for half an hour).
     Returns (rank, world_size). DeepSpeed picks nccl on GPUs and gloo/ccl on the CPU accelerator.
     """
     if "RANK" not in os.environ:  # not started by deepspeed/torchrun/srun
@@ -36,7 +39,7 @@ def init_distributed() -> tuple[int, int]:
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
     if not torch.distributed.is_initialized():
-        deepspeed.init_distributed(verbose=False)
+        deepspeed.init_distributed(verbose=False, timeout=timedelta(minutes=timeout_min))
     return torch.distributed.get_rank(), torch.distributed.get_world_size()
 
 

@@ -1,6 +1,7 @@
 """Per-rank training state that DeepSpeed does not save: RNG streams, as JSON-able dicts.
 
-Saved into the checkpoint tag as medtrain/rank<r>.json by every rank (checkpoint/store.py).
+Saved into the checkpoint tag as medtrain/rank<r>.json by every rank (checkpoint/store.py),
+beside the MLM masker's generator and the data position (train/loop.py builds that dict).
 """
 
 from __future__ import annotations
@@ -43,3 +44,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(_tensor(state["torch"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(_tensor(state["cuda"]))
+
+
+def reseed(seed: int, rank: int, step: int) -> None:
+    """Deterministic python/numpy/torch (and accelerator) seeds from (seed, rank, step): the
+    fallback when a checkpoint holds no RNG state for this rank (the world size changed)."""
+    mixed = (seed * 1_000_003 + rank * 7919 + step * 104_729) % 2**31
+    random.seed(mixed)
+    np.random.seed(mixed)
+    torch.manual_seed(mixed)  # also seeds every CUDA device

@@ -1,4 +1,5 @@
-"""MLM masking statistics and invariants; collator batching, determinism and errors."""
+"""MLM masking statistics and invariants; collator batching and errors; Masker determinism and
+its saved state."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from medtrain.data.collate import Collator, MaskingConfig, mask_tokens
+from medtrain.data.collate import Collator, Masker, MaskingConfig, mask_tokens
 from medtrain.data.errors import DataError
 from medtrain.data.records import Sample
 from medtrain.data.tokenizer import train_tokenizer
@@ -143,7 +144,7 @@ def make_samples(n: int, texts: list[str | None] | None = None) -> list[Sample]:
 
 
 def test_collator_shapes_and_dtypes(tok: PreTrainedTokenizerFast) -> None:
-    col = Collator(tok, max_length=8, masking=MaskingConfig(), seed=0)
+    col = Collator(tok, max_length=8)
     samples = make_samples(3)
     batch = col(samples)
     assert batch["ids"] == ["s0", "s1", "s2"]
@@ -151,55 +152,56 @@ def test_collator_shapes_and_dtypes(tok: PreTrainedTokenizerFast) -> None:
     assert torch.equal(batch["pixel_values"], torch.stack([s.pixel_values for s in samples]))
     assert batch["pixel_values"].dtype == torch.float32
     assert batch["labels"].shape == (3, 14) and torch.isnan(batch["labels"][:, 0]).all()
+    assert "mlm_labels" not in batch  # masking happens in the training process (Masker)
     L = batch["input_ids"].shape[1]
     assert L == 8  # longest (truncated at max_length)
-    for key in ("input_ids", "attention_mask", "mlm_input_ids", "mlm_labels"):
+    for key in ("input_ids", "attention_mask"):
         assert batch[key].shape == (3, L) and batch[key].dtype == torch.long
     ids, attn = batch["input_ids"], batch["attention_mask"]
     assert (ids[:, 0] == tok.cls_token_id).all()
     assert attn[0].tolist() == [1, 1, 1, 1, 0, 0, 0, 0]  # [CLS] mild cardiomegaly [SEP]
     assert ids[2, -1] == tok.sep_token_id  # truncated rows keep [SEP]
-    assert (batch["mlm_labels"] != -100).any()
-    assert ((batch["mlm_labels"] == -100) | (batch["mlm_labels"] == ids)).all()
+
+    masked = Masker(tok, masking=MaskingConfig(), seed=0)(batch)
+    assert masked["ids"] == batch["ids"] and masked["input_ids"] is batch["input_ids"]
+    for key in ("mlm_input_ids", "mlm_labels"):
+        assert masked[key].shape == (3, L) and masked[key].dtype == torch.long
+    assert (masked["mlm_labels"] != -100).any()
+    assert ((masked["mlm_labels"] == -100) | (masked["mlm_labels"] == ids)).all()
 
 
 def test_collator_pads_to_longest(tok: PreTrainedTokenizerFast) -> None:
-    col = Collator(tok, max_length=64, masking=MaskingConfig())
+    col = Collator(tok, max_length=64)
     batch = col(make_samples(2))
     assert batch["input_ids"].shape == (2, 6)
     assert batch["input_ids"][0, -1] == tok.pad_token_id
 
 
-def test_collator_reproducible_and_varies(tok: PreTrainedTokenizerFast) -> None:
-    samples = make_samples(4, ["no acute process " * 20] * 4)
+def test_masker_reproducible_varies_and_resumes(tok: PreTrainedTokenizerFast) -> None:
+    batch = Collator(tok, max_length=64)(make_samples(4, ["no acute process " * 20] * 4))
     cfg = MaskingConfig()
-    a, b = (
-        Collator(tok, max_length=64, masking=cfg, seed=7),
-        Collator(tok, max_length=64, masking=cfg, seed=7),
-    )
-    first_a, first_b = a(samples), b(samples)
+    a, b = Masker(tok, masking=cfg, seed=7), Masker(tok, masking=cfg, seed=7)
+    first_a, first_b = a(batch), b(batch)
     assert torch.equal(first_a["mlm_input_ids"], first_b["mlm_input_ids"])
-    second_a = a(samples)
+    saved = a.state()  # JSON-able
+    assert isinstance(saved, str)
+    second_a = a(batch)
     assert not torch.equal(first_a["mlm_labels"], second_a["mlm_labels"])
-    other = Collator(tok, max_length=64, masking=cfg, seed=8)(samples)
+    other = Masker(tok, masking=cfg, seed=8)(batch)
     assert not torch.equal(first_a["mlm_labels"], other["mlm_labels"])
+    # A fresh masker given the saved state continues exactly where `a` was.
+    resumed = Masker(tok, masking=cfg, seed=123)
+    resumed.load_state(saved)
+    again = resumed(batch)
+    assert torch.equal(again["mlm_labels"], second_a["mlm_labels"])
+    assert torch.equal(again["mlm_input_ids"], second_a["mlm_input_ids"])
 
 
 def test_collator_empty_text(tok: PreTrainedTokenizerFast) -> None:
-    col = Collator(tok, max_length=16, masking=MaskingConfig())
+    col = Collator(tok, max_length=16)
     samples = make_samples(3, ["mild cardiomegaly", "   ", "no acute process"])
     with pytest.raises(DataError, match="s1"):
         col(samples)
     no_report = make_samples(2, ["mild cardiomegaly", None])
     with pytest.raises(DataError, match="'s1' has no report text"):
         col(no_report)
-
-
-def test_collator_differs_across_workers(tok: PreTrainedTokenizerFast, monkeypatch) -> None:
-    samples = make_samples(4, ["no acute process " * 20] * 4)
-    outs = []
-    for worker in (0, 1):
-        info = type("Info", (), {"id": worker})()
-        monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda info=info: info)
-        outs.append(Collator(tok, max_length=64, masking=MaskingConfig(), seed=0)(samples))
-    assert not torch.equal(outs[0]["mlm_labels"], outs[1]["mlm_labels"])
