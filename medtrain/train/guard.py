@@ -116,7 +116,7 @@ class StepGuard:
 
     def _gate_refuses(self, inner: torch.optim.Optimizer) -> bool:
         if self._gate_reason is not None or self._flags:  # already agreed for this step
-            self._gate_reason = self._gate_reason or ", ".join(self._flags)
+            self._gate_reason = self._gate_reason or self._flags[0]  # already in the reasons
             return True
         bad = grads_nonfinite(p.grad for g in inner.param_groups for p in g["params"])
         norm = getattr(self._holder, "_global_grad_norm", None)  # reduced already by DeepSpeed

@@ -75,6 +75,8 @@ def test_diverging_run_skips_steps_stops_with_exit_3_and_keeps_good_checkpoints(
     assert "train.max_bad_steps=3" in err[0] and "lower train.lr" in err[0]
     skipped = [x for x in proc.stdout.splitlines() if "optimizer step skipped (" in x]
     assert len(skipped) == 3 and "3 in a row, 3 in total" in skipped[-1]
+    reasons = skipped[0].split("skipped (", 1)[1].split(")", 1)[0].split(", ")
+    assert len(reasons) == len(set(reasons)), skipped[0]  # each reason named once
     first_bad = int(skipped[0].split(":")[0].removeprefix("step "))
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["skipped_steps"] == 3
