@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import statistics
 from collections import deque
 from collections.abc import Iterable
@@ -40,14 +39,15 @@ LOSS, GRADS, STOP = "non-finite loss", "non-finite gradient", "stop"
 OVERFLOW = "DeepSpeed overflow skip"
 
 
-def grads_nonfinite(tensors: Iterable[torch.Tensor]) -> bool:
-    """True when any gradient, or their global 2-norm, is NaN/inf (local, no collective)."""
-    grads = [g.detach() for g in tensors if g is not None]
-    if not grads:
-        return False
-    norms = torch._foreach_norm(grads)  # one norm per tensor, computed in the grads' dtype
+def nonfinite(tensors: Iterable[torch.Tensor], device: torch.device | str) -> torch.Tensor:
+    """1.0 when any tensor, or their global 2-norm, is NaN/inf, else 0.0: a () float32 tensor on
+    `device`, computed there (local, no collective, no host sync)."""
+    ts = [t.detach() for t in tensors if t is not None and t.numel()]
+    if not ts:
+        return torch.zeros((), device=device)
+    norms = torch._foreach_norm(ts)  # one norm per tensor, computed in the tensors' dtype
     total = torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
-    return not bool(torch.isfinite(total))
+    return (~torch.isfinite(total)).float().to(device)
 
 
 def _all_reduce(t: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
@@ -88,6 +88,7 @@ class StepGuard:
         self.skipped_total = 0
         self._flags: list[str] = []  # reasons agreed before the step (loss, grads)
         self._gate_reason: str | None = None  # reason the gate refused in this step
+        self._grads_checked = False  # before_step saw this step's grads (ZeRO-0 param.grad)
         self._holder: Any = None
 
     # ---------------------------------------------------------------- the optimizer gate
@@ -118,12 +119,13 @@ class StepGuard:
         if self._gate_reason is not None or self._flags:  # already agreed for this step
             self._gate_reason = self._gate_reason or self._flags[0]  # already in the reasons
             return True
-        bad = grads_nonfinite(p.grad for g in inner.param_groups for p in g["params"])
+        if inner is self._holder and self._grads_checked:
+            return False  # the same param.grads, agreed in before_step: not a second pass
+        bad = nonfinite((p.grad for g in inner.param_groups for p in g["params"]), self.device)
         norm = getattr(self._holder, "_global_grad_norm", None)  # reduced already by DeepSpeed
-        if norm is not None and not math.isfinite(float(norm)):
-            bad = True
-        flag = _all_reduce(torch.tensor([float(bad)], device=self.device), dist.ReduceOp.MAX)
-        if flag.item() > 0:
+        if norm is not None:
+            bad = torch.maximum(bad, nonfinite([torch.as_tensor(norm)], self.device))
+        if _all_reduce(bad.reshape(1), dist.ReduceOp.MAX).item() > 0:  # the one host sync
             self._gate_reason = GRADS
             return True
         return False
@@ -138,23 +140,29 @@ class StepGuard:
         loss: this rank's step loss (a 0-d tensor, mean over its micro-batches); grads: the
         `param.grad`s this rank holds (ZeRO-0: already all-reduced; other stages keep theirs in
         DeepSpeed's buffers, which the gate checks); stop: SIGUSR1 seen by this rank.
-        Returns (mean loss over ranks, stop agreed)."""
-        value = float(loss.detach().float())
-        loss_bad = not math.isfinite(value)
-        grads_bad = grads_nonfinite(grads)
-        t = torch.tensor(
-            [float(loss_bad), float(grads_bad), float(stop), 0.0 if loss_bad else value],
-            dtype=torch.float64,
-            device=self.device,
-        )
-        _all_reduce(t)  # (4,): counts of ranks, and the sum of finite losses
+        Returns (mean loss over ranks, stop agreed). Built on the device and read back once:
+        the step's only host sync besides DeepSpeed's own."""
+        grads = [g for g in grads if g is not None]
+        self._grads_checked = bool(grads)
+        value = loss.detach().to(device=self.device, dtype=torch.float64).reshape(())
+        loss_bad = (~torch.isfinite(value)).double()
+        t = torch.stack(
+            [
+                loss_bad,
+                nonfinite(grads, self.device).double(),
+                torch.tensor(float(stop), dtype=torch.float64, device=self.device),
+                torch.where(loss_bad > 0, torch.zeros_like(value), value),
+            ]
+        )  # (4,)
+        _all_reduce(t)  # counts of ranks, and the sum of finite losses
+        n_loss, n_grads, n_stop, total = t.tolist()
         world = dist.get_world_size() if dist.is_initialized() else 1
-        self._flags = [r for r, n in ((LOSS, t[0]), (GRADS, t[1])) if n > 0]
+        self._flags = [r for r, n in ((LOSS, n_loss), (GRADS, n_grads)) if n > 0]
         self._gate_reason = None
         if self._holder is not None and isinstance(self._holder, torch.optim.Optimizer):
             self._holder.overflow = False
-        mean = float("nan") if t[0] > 0 else float(t[3]) / world
-        return mean, bool(t[2] > 0)
+        mean = float("nan") if n_loss > 0 else total / world
+        return mean, n_stop > 0
 
     def after_step(
         self, step: int, loss: float, *, applied: bool, stop: bool, ids: list[str] | None = None
@@ -247,7 +255,5 @@ class StepGuard:
 
 def weights_finite(params: Iterable[torch.Tensor], device: torch.device | str = "cpu") -> bool:
     """Collective: True when every rank's parameters (ZeRO-3: its partitions) are finite."""
-    local = [getattr(p, "ds_tensor", p).detach() for p in params]
-    bad = any(not bool(torch.isfinite(t).all()) for t in local if t.numel())
-    flag = _all_reduce(torch.tensor([float(bad)], device=device), dist.ReduceOp.MAX)
-    return flag.item() == 0
+    bad = nonfinite((getattr(p, "ds_tensor", p) for p in params), device)
+    return _all_reduce(bad.reshape(1), dist.ReduceOp.MAX).item() == 0

@@ -1,5 +1,12 @@
 """The one gate every checkpoint file passes before DeepSpeed's engine load, zero_to_fp32, the
-universal conversion or our loader unpickles it (they all call torch.load(weights_only=False)).
+universal conversion or our loader reads it, and the weights-only mode those reads run in.
+
+DeepSpeed's readers call torch.load(weights_only=False). `weights_only_loads()` is the context
+they run in (store.load, load.fp32_state_dict, universal.convert): it sets torch's
+TORCH_FORCE_WEIGHTS_ONLY_LOAD, which torch.load reads on every call and which overrides the
+caller's weights_only=False, with the allowlist below as safe globals. So the load itself can run
+no code even when a file is swapped after the gate checked it; the gate's scan (check_tag) comes
+first to refuse a tag as a whole, name the foreign global, and tell tampering from damage.
 
 Each `*.pt` file is opened with torch.load(weights_only=True, mmap=True) inside
 torch.serialization.safe_globals(ALLOWLIST); anything else refuses the whole tag with an
@@ -20,12 +27,17 @@ torch.serialization.get_unsafe_globals_in_checkpoint:
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pickle
 import pickletools
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from medtrain.train.errors import UnsafeCheckpointError
+
+FORCE_WEIGHTS_ONLY = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"  # read by torch.load at every call
 
 # Fully qualified names, for messages and the test that each one is still needed.
 ALLOWED = (
@@ -47,6 +59,24 @@ def allowlist() -> list[type]:
     from deepspeed.utils.tensor_fragment import fragment_address
 
     return [LossScaler, ZeroStageEnum, fragment_address]
+
+
+@contextlib.contextmanager
+def weights_only_loads() -> Iterator[None]:
+    """Every torch.load inside (this process; DeepSpeed's included, whatever weights_only it
+    passes) loads weights only, with the allowlist as the only non-tensor classes."""
+    import torch
+
+    before = os.environ.get(FORCE_WEIGHTS_ONLY)
+    os.environ[FORCE_WEIGHTS_ONLY] = "1"
+    try:
+        with torch.serialization.safe_globals(allowlist()):
+            yield
+    finally:
+        if before is None:
+            os.environ.pop(FORCE_WEIGHTS_ONLY, None)
+        else:
+            os.environ[FORCE_WEIGHTS_ONLY] = before
 
 
 def _pickle_globals(f) -> set[str]:

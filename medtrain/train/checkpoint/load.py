@@ -2,8 +2,8 @@
 
 fp32_state_dict / load_run are the entry points for anything that reads weights out of a run
 (`medtrain eval`, exporting weights): the tag is chosen as for resuming (`latest`, falling back to
-the newest complete tag) and every file of it passes the gate (gate.py) before zero_to_fp32 or
-torch.load(weights_only=False) below ever sees it.
+the newest complete tag), every file of it passes the gate (gate.py), and zero_to_fp32 reads
+them in the gate's weights-only mode.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 from medtrain.config import RunConfig, load_config
 from medtrain.data.tokenizer import load_tokenizer
 from medtrain.models.medvlp import MedVLP
+from medtrain.train.checkpoint.gate import allowlist, weights_only_loads
 from medtrain.train.checkpoint.store import CheckpointStore
 
 
@@ -34,11 +35,13 @@ def fp32_state_dict(
     if any(folder.glob("*optim_states.pt")):
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-        return get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag)
+        with weights_only_loads():  # zero_to_fp32 passes weights_only=False itself
+            return get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag)
     # ZeRO-0: the module weights sit in mp_rank_00_model_states.pt (it passed the gate).
-    states = torch.load(
-        folder / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False
-    )
+    with torch.serialization.safe_globals(allowlist()):
+        states = torch.load(
+            folder / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=True
+        )
     return {k: v.float() for k, v in states["module"].items()}
 
 

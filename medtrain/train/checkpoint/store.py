@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medtrain.train.checkpoint.gate import ForeignGlobalError, check_tag
+from medtrain.train.checkpoint.gate import ForeignGlobalError, check_tag, weights_only_loads
 from medtrain.train.checkpoint.universal import universal_tag
 from medtrain.train.errors import CheckpointError, UnsafeCheckpointError
 
@@ -286,7 +286,8 @@ class CheckpointStore:
     def load(self, engine: Any, found: Found) -> None:
         """Collective: load model, optimizer and scheduler state of `found` into `engine` (its
         files passed the gate in find())."""
-        path, _ = engine.load_checkpoint(str(self.root), tag=found.load_tag)
+        with weights_only_loads():  # DeepSpeed passes weights_only=False: forced, allowlisted
+            path, _ = engine.load_checkpoint(str(self.root), tag=found.load_tag)
         if path is None:
             raise CheckpointError(f"DeepSpeed could not load {self.root / found.load_tag}")
 

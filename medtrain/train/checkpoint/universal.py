@@ -4,7 +4,8 @@ A ZeRO-1/2/3 tag holds each rank's slice of the flat optimizer partitions, which
 world size can load. deepspeed.checkpoint.ds_to_universal rewrites it as one folder per
 parameter (zero/<name>/{fp32,exp_avg,exp_avg_sq,step}.pt) plus the model_states files; an engine
 with `checkpoint.load_universal` re-partitions that for its own world size. The source tag passes
-the gate first (the converter itself calls torch.load(weights_only=False)), the result too.
+the gate first and the converter's own torch.load(weights_only=False) calls run in the gate's
+weights-only mode (`weights_only_loads`); the result passes the gate too.
 
 The conversion runs in a scratch folder and is renamed to <tag>_universal only when it finished,
 so a folder of that name is always a whole conversion (and is reused by later resumes).
@@ -19,7 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
-from medtrain.train.checkpoint.gate import check_tag
+from medtrain.train.checkpoint.gate import check_tag, weights_only_loads
 from medtrain.train.errors import CheckpointError
 
 UNIVERSAL = "_universal"
@@ -58,7 +59,7 @@ def convert(ckpt_dir: Path, tag: str) -> Path:
     )
     log = io.StringIO()
     try:
-        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), weights_only_loads():
             ds_to_universal.main(args)
     except Exception as exc:  # noqa: BLE001 - one line for the CLI, the converter's log kept
         shutil.rmtree(scratch, ignore_errors=True)
