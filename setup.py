@@ -69,6 +69,8 @@ setup(
         "pillow",
         "pyyaml",
         "scikit-learn",
+        "matplotlib",  # ROC curves and report plots
+        "pycocoevalcap",  # BLEU / ROUGE-L / CIDEr-D reference scorers (pure Python parts only)
         "pydicom",
         "webdataset",
         "opencv-python-headless",

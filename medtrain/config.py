@@ -18,6 +18,7 @@ import yaml
 
 from medtrain.data.config import DataConfig, MaskingConfig, TokenizerConfig
 from medtrain.eval.config import EvalConfig
+from medtrain.finetune.config import FinetuneConfig
 from medtrain.losses.config import LossConfig
 from medtrain.models.config import ModelConfig
 from medtrain.train.config import TrainConfig
@@ -39,6 +40,7 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -24,7 +24,10 @@ class Record:
     study_id, subject_id: grouping ids where the source has them ("" otherwise)
     view:       view position (PA, AP, LATERAL, ...) where known
     image_kind: "dicom" for DICOM files (which often have no suffix); "" = decide by suffix
-    question, answer: VQA fields (None elsewhere)
+    question, answer: VQA fields (None elsewhere); the question becomes model text only through
+                medtrain/data/text.py (`scrub_text`), like every other text
+    answer_type: VQA "CLOSED" | "OPEN" (None elsewhere)
+    answers:    every human answer where a data set has several (VQA score), () otherwise
     boxes:      (x, y, width, height) boxes in source pixels (e.g. RSNA pneumonia), () if none
     """
 
@@ -39,6 +42,8 @@ class Record:
     image_kind: str = ""
     question: str | None = None
     answer: str | None = None
+    answer_type: str | None = None
+    answers: tuple[str, ...] = ()
     boxes: tuple[tuple[float, float, float, float], ...] = ()
 
 

@@ -40,6 +40,8 @@ class Finding:
     severity: "small" | "moderate" | "large" | "mild" | "" (size of what is drawn)
     device:   one of DEVICES for kind == "device"
     hedged:   the report states it with uncertainty; drawn fainter/smaller
+    pneumonia: kind == "consolidation" only: an infectious (pneumonia) pattern, drawn
+              differently from a non-infectious consolidation; the Pneumonia label follows it
     """
 
     kind: str
@@ -48,6 +50,7 @@ class Finding:
     severity: str = ""
     device: str = ""
     hedged: bool = False
+    pneumonia: bool = False
 
 
 # Intensities on a 0..255 scale before global contrast jitter.

@@ -59,7 +59,8 @@ def sample_findings(rng: np.random.Generator) -> list[Finding]:
         sev3 = "small" if d[k, 1] < 0.5 else "moderate" if d[k, 1] < 0.85 else "large"
         hedged = bool(d[k, 2] < 0.2)
         if kind == "consolidation":
-            out.append(Finding(kind=kind, side=side, zone=zone, hedged=hedged))
+            pneumonia = bool(d[k, 3] < 0.6)  # infectious pattern (phantom draws it differently)
+            out.append(Finding(kind=kind, side=side, zone=zone, hedged=hedged, pneumonia=pneumonia))
         elif kind == "effusion":
             out.append(
                 Finding(kind=kind, side=side, severity="small" if hedged else sev3, hedged=hedged)
