@@ -127,7 +127,7 @@ def _add_prepare(data: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--images-root",
         default="",
-        help="openi: PNG folder kept apart from the XML (default: searched)",
+        help="openi, rsna-pneumonia, vqa-rad, slake: image folder kept apart (default: searched)",
     )
     p.add_argument(
         "--no-deid",
@@ -187,7 +187,11 @@ def _add_preview(data: argparse._SubParsersAction) -> None:
     v.add_argument("--n", type=int, default=5, help="samples to print (the split's first)")
     v.add_argument("--json", action="store_true", help="one JSON object per line")
     v.add_argument("--reports-root", default="", help="mimic-cxr-jpg: reports tree kept apart")
-    v.add_argument("--images-root", default="", help="openi: PNG folder kept apart from the XML")
+    v.add_argument(
+        "--images-root",
+        default="",
+        help="openi, rsna-pneumonia, vqa-rad, slake: image folder kept apart (default: searched)",
+    )
     v.add_argument("--preset", default="tiny-cpu", help="preset whose data/model config applies")
     v.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="config override"

@@ -61,7 +61,8 @@ def generate(cfg: SynthConfig, out: Path) -> dict:
         writer = writer_cls(cfg, out, files)
         for study in studies(cfg, writer_cls.style):
             ref = writer.add(study)
-            phi_file.write(json.dumps(ref | {"spans": study.spans}) + "\n")
+            if getattr(writer_cls, "reports", True):  # task layouts write no report
+                phi_file.write(json.dumps(ref | {"spans": study.spans}) + "\n")
             tally.add(study)
         counts = writer.finish()
     if writer_cls.splits:

@@ -150,17 +150,35 @@ def _lung_half(au: np.ndarray, v: np.ndarray, a: _Anatomy, side: int) -> np.ndar
     return _ramp(au - a.med, w) * _ramp(x_lat - au, w) * _ramp(v_dia - v, w) * _ramp(v - a.apex, w)
 
 
+@dataclass(frozen=True, slots=True)
+class PixelBox:
+    """Bounding box of what was drawn for findings[index], in pixels of the returned image
+    (after the global rotation/shift): x, y = top-left column, row; width, height."""
+
+    index: int
+    x: int
+    y: int
+    width: int
+    height: int
+
+
 def draw_phantom(
     rng: np.random.Generator,
     findings: Sequence[Finding] = (),
     size: int = 512,
     *,
     view: str = "frontal",
+    boxes: list[PixelBox] | None = None,
 ) -> np.ndarray:
     """Draw one chest radiograph: (size, size) uint8. view "frontal" (PA/AP) or "lateral".
 
     The anatomy and texture draws come first and do not depend on `findings`, so the same
     generator state with and without a finding gives images that differ only by the finding.
+    Nodule jitter is drawn next, then per consolidation CONS_DRAWS values (pattern jitter), so an
+    image without consolidation is drawn exactly as before consolidations had patterns.
+    boxes: when a list, receives one PixelBox per frontal consolidation (where its opacity was
+    drawn: the region above a third of its peak density, through the same geometric transform
+    as the image); nothing for laterals (consolidation is not rendered there).
     """
     if view == "lateral":
         return _draw_lateral(rng, findings, size)
@@ -173,6 +191,12 @@ def draw_phantom(
     patch = _smooth_noise(rng, (size, size), 7)  # patchiness of opacities, body density
     grain = rng.standard_normal((size, size), dtype=np.float32)
     kinds = {f.kind: f for f in findings}
+    nodule_jitter = [rng.uniform(-1.0, 1.0, size=3) for f in findings if f.kind == "nodule"]
+    cons_jitter = [
+        rng.uniform(-1.0, 1.0, size=CONS_DRAWS).tolist()
+        for f in findings
+        if f.kind == "consolidation"
+    ]
     u, v = _grid(size)
     h = size // 2
     img = _body(u, v, a, patch)
@@ -193,9 +217,11 @@ def draw_phantom(
     img += markings
     _bones(img, u, v, a)
 
-    for f in findings:  # lung findings first: the heart and mediastinum hide what lies behind
+    drawn: list[tuple[int, tuple[slice, slice], np.ndarray]] = []  # consolidation opacities
+    for i, f in enumerate(findings):  # lung findings first: the heart and mediastinum hide
         if f.kind == "consolidation":
-            _consolidation(img, lung, patch, f)
+            sl, add = _consolidation(img, lung, texture, patch, f, cons_jitter[len(drawn)])
+            drawn.append((i, sl, add))
         elif f.kind == "edema":
             _edema(img, lung, u, v, patch, f)
         elif f.kind == "atelectasis":
@@ -205,13 +231,18 @@ def draw_phantom(
     _mediastinum(img, u, v, a, kinds.get("cardiomegaly"))
     for f in findings:
         if f.kind == "nodule":
-            _nodule(img, rng, f)
+            _nodule(img, nodule_jitter.pop(0), f)
         elif f.kind == "device":
             _device(img, f)
     if clear is not None:  # visceral pleural line, drawn last so nothing hides it
         _pleural_line(img, lung, a, kinds["pneumothorax"])
 
     img += 3.0 * grain
+    if boxes is not None:
+        for i, sl, add in drawn:
+            box = _drawn_box(size, sl, add, aug)
+            if box is not None:
+                boxes.append(PixelBox(i, *box))
     return _finish(img, aug)
 
 
@@ -277,17 +308,74 @@ def _side_u(side: str, au: float) -> float:
     return -au if side == "right" else au
 
 
-def _consolidation(img, lung, patch, f: Finding) -> None:
-    """Bright patchy airspace opacity in a lobe, clipped to the lung."""
+CONS_DRAWS = 6  # random values per consolidation: centre shift u, v, size, 3 branch angles
+
+
+def _consolidation(img, lung, texture, patch, f: Finding, j: list[float]):
+    """Airspace opacity in a lobe, clipped to the lung; returns (slices, added density).
+
+    pneumonia (infectious): dense, lobar/segmental, irregular and patchy (fine texture), with
+    air bronchograms (dark branching lines inside the opacity, from the hilar side outwards).
+    Otherwise (non-infectious): fainter, smooth, round, no bronchograms. Hedged: smaller and
+    fainter, same pattern."""
     size = img.shape[0]
-    uc, vc = _side_u(f.side, 0.40 if f.zone != "middle" else 0.32), ZONE_V.get(f.zone, 0.3)
-    rx, ry = (0.12, 0.10) if f.hedged else (0.19, 0.15)
+    au = (0.40 if f.zone != "middle" else 0.32) + 0.04 * j[0]
+    uc, vc = _side_u(f.side, au), ZONE_V.get(f.zone, 0.3) + 0.04 * j[1]
+    scale = (0.7 if f.hedged else 1.0) * (1.0 + 0.1 * j[2])
+    if f.pneumonia:
+        rx, ry = 0.22 * scale, 0.17 * scale
+    else:
+        rx = ry = 0.12 * scale
     sl = _box(size, uc - 2 * rx, uc + 2 * rx, vc - 2 * ry, vc + 2 * ry)
     u, v = _grid(size)
-    d2 = ((u[:, sl[1]] - uc) / rx) ** 2 + ((v[sl[0]] - vc) / ry) ** 2
-    blob = np.clip(1.6 * np.exp(-d2), 0.0, 1.0)  # dense core, soft margins
-    amp = 70.0 if f.hedged else 100.0
-    img[sl] += amp * blob * (0.9 + 0.25 * patch[sl]).clip(0.5, None) * lung[sl]
+    uu, vv = u[:, sl[1]], v[sl[0]]
+    d2 = ((uu - uc) / rx) ** 2 + ((vv - vc) / ry) ** 2
+    if f.pneumonia:
+        # irregular lobar margin and patchy airspace filling from the fine texture noise
+        fine = texture[sl]
+        blob = _ramp(1.0 - d2 + 0.35 * patch[sl] + 0.25 * fine, 0.35)
+        dens = (0.8 + 0.2 * fine).clip(0.45, 1.1)
+        amp = 100.0 if f.hedged else 130.0
+        add = amp * blob * dens
+        # air bronchograms: a trunk from the hilar side with three branches, darker lines
+        out = 1.0 if uc > 0 else -1.0  # lateral direction in image u
+        root = (uc - out * 0.9 * rx, vc + 0.1 * ry)
+        mid = (uc - out * 0.1 * rx, vc)
+        lines = [[root, mid]]
+        for k in range(3):
+            ang = (-0.7 + 0.7 * k) + 0.25 * j[3 + k]
+            tip = (mid[0] + out * 0.85 * rx * np.cos(ang), mid[1] + 0.85 * ry * np.sin(ang))
+            lines.append([mid, (float(tip[0]), float(tip[1]))])
+        sub = np.zeros((size, size), np.float32)
+        for line in lines:
+            _polyline(sub, line, 0.024, 1.0)
+        tree = sub[sl]
+        add = add * (1.0 - 0.65 * tree * _ramp(0.8 - d2, 0.3))
+    else:
+        blob = np.exp(-1.2 * d2 * d2)  # flat-topped, smooth, round
+        amp = 45.0 if f.hedged else 62.0
+        add = amp * blob
+    add = (add * lung[sl]).astype(np.float32)
+    img[sl] += add
+    return sl, add
+
+
+def _drawn_box(size, sl, add, aug) -> tuple[int, int, int, int] | None:
+    """(x, y, width, height) in output pixels of where `add` (on slices `sl`) exceeds a third
+    of its peak, after the image's rotation/shift; None when nothing was drawn."""
+    peak = float(add.max()) if add.size else 0.0
+    if peak <= 0.0:
+        return None
+    mask = np.zeros((size, size), np.float32)
+    mask[sl] = (add > peak / 3.0).astype(np.float32)
+    moved = Image.fromarray(mask).transform(  # float32 -> mode "F"
+        (size, size), Image.AFFINE, _affine(size, aug), Image.BILINEAR, fillcolor=0.0
+    )
+    rows, cols = np.nonzero(np.asarray(moved) >= 0.5)
+    if rows.size == 0:
+        return None
+    x0, y0 = int(cols.min()), int(rows.min())
+    return x0, y0, int(cols.max()) - x0 + 1, int(rows.max()) - y0 + 1
 
 
 def _edema(img, lung, u, v, patch, f: Finding) -> None:
@@ -357,9 +445,8 @@ def _pleural_line(img, lung, a: _Anatomy, f: Finding) -> None:
     img[sl] += 75.0 * (4.0 * shrunk * (1.0 - shrunk)) * lung[sl] * away
 
 
-def _nodule(img, rng: np.random.Generator, f: Finding) -> None:
-    """Small bright round lesion, jittered inside the zone."""
-    j = rng.uniform(-1.0, 1.0, size=3)
+def _nodule(img, j: np.ndarray, f: Finding) -> None:
+    """Small bright round lesion, jittered inside the zone (j: 3 values in [-1, 1])."""
     uc = _side_u(f.side, 0.42 + 0.1 * j[0])
     vc = ZONE_V.get(f.zone, 0.0) + 0.08 * j[1]
     r = 0.045 + 0.01 * j[2]
@@ -392,14 +479,19 @@ def _finish(img: np.ndarray, aug: list[float]) -> np.ndarray:
     lut = np.clip(lut / 255.0, 0.0, 1.0) ** (1.0 + 0.15 * aug[2]) * 255.0 + 0.5
     pix = np.clip(img, 0.0, 255.0).astype(np.uint8)
     out = Image.fromarray(pix).point(lut.astype(np.uint8).tolist())
+    out = out.transform((size, size), Image.AFFINE, _affine(size, aug), Image.BILINEAR,
+                        fillcolor=int(AIR))  # fmt: skip
+    return np.asarray(out)
+
+
+def _affine(size: int, aug: list[float]) -> tuple[float, ...]:
+    """PIL AFFINE coefficients of the global small rotation/shift: output pixel (x, y) samples
+    the input at the rotated, shifted position."""
     angle = np.deg2rad(3.0 * aug[3])
     c, s = float(np.cos(angle)), float(np.sin(angle))
     cx = cy = size / 2.0
     tx, ty = 0.03 * size * aug[4], 0.03 * size * aug[5]
-    # Output pixel (x, y) samples the input at the rotated, shifted position.
-    coeffs = (c, -s, cx - c * cx + s * cy - tx, s, c, cy - s * cx - c * cy - ty)
-    out = out.transform((size, size), Image.AFFINE, coeffs, Image.BILINEAR, fillcolor=int(AIR))
-    return np.asarray(out)
+    return (c, -s, cx - c * cx + s * cy - tx, s, c, cy - s * cx - c * cy - ty)
 
 
 def _draw_lateral(rng: np.random.Generator, findings: Sequence[Finding], size: int) -> np.ndarray:

@@ -27,7 +27,7 @@ import numpy as np
 
 from medtrain.data.reports import assemble_sections
 from medtrain.synth.config import SynthConfig
-from medtrain.synth.phantom import FINDING_KINDS, Finding, draw_phantom
+from medtrain.synth.phantom import FINDING_KINDS, Finding, PixelBox, draw_phantom
 from medtrain.synth.phi import strip_phi_markers
 from medtrain.synth.reports import RenderedReport, mimic_text, render_report
 
@@ -156,11 +156,12 @@ class StudyImage:
     findings: tuple[Finding, ...]
     size: int
 
-    def draw(self) -> np.ndarray:
-        """(size, size) uint8 phantom, bright = dense."""
+    def draw(self, boxes: list[PixelBox] | None = None) -> np.ndarray:
+        """(size, size) uint8 phantom, bright = dense; `boxes` (a list) receives the pixel boxes
+        of the drawn consolidations (draw_phantom)."""
         view = "lateral" if self.position == "LATERAL" else "frontal"
         rng = np.random.default_rng(self.seed)
-        return draw_phantom(rng, list(self.findings), self.size, view=view)
+        return draw_phantom(rng, list(self.findings), self.size, view=view, boxes=boxes)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -168,7 +168,10 @@ def test_mesh_label_mapping_and_split_stability():
 
 def test_registry_and_unknown_source():
     assert get_source("mimic-cxr-jpg") is iter_mimic_cxr and get_source("openi") is iter_openi
-    assert set(SOURCES) == {"mimic-cxr-jpg", "openi", "r2gen", "dicom", "manifest"}
+    assert set(SOURCES) == {
+        "mimic-cxr-jpg", "openi", "r2gen", "dicom", "manifest", "rsna-pneumonia", "vqa-rad",
+        "slake",
+    }  # fmt: skip
     (layout,) = [f for f in dataclasses.fields(SynthConfig) if f.name == "layout"]
     cli_layouts = layout.metadata["choices"]  # `data synth --layout` flags come from it
     assert set(SOURCES) == set(LAYOUTS) == set(cli_layouts)  # every layout has its reader

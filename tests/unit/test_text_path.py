@@ -26,8 +26,9 @@ from medtrain.data.reports import SECTIONING_VERSION
 from medtrain.data.shards.write import prepare_shards
 from medtrain.data.sources import source_options
 from medtrain.data.text import TEXT_PATH_VERSION, record_text, scrub_text, text_path_id
-from medtrain.synth.config import LAYOUTS, SynthConfig
+from medtrain.synth.config import SynthConfig
 from medtrain.synth.generate import generate
+from medtrain.synth.layouts import REPORT_LAYOUTS as LAYOUTS  # layouts with reports
 
 PACKAGE = Path(__file__).resolve().parents[2] / "medtrain"
 _TOKEN = re.compile(r"[A-Za-z]+|\d+")

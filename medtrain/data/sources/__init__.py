@@ -8,7 +8,10 @@ UTF-8, a malformed CSV/JSON row with its line) and `fallback` (data.text_fallbac
 de-identification; "" skips such reports). Options
 beyond those are reader-specific (READER_OPTIONS): "mimic-cxr-jpg" takes `views` and
 `reports_root` (where the separate reports archive lives; None searches the usual places),
-"openi" takes `images_root` (where the PNGs are; None searches the usual places).
+"openi" takes `images_root` (where the PNGs are; None searches the usual places), and so do
+"rsna-pneumonia" (the DICOM folder), "vqa-rad" and "slake" (the image folder). These three
+task sources (REPORTLESS_SOURCES) yield records with report None: RSNA labels {"Pneumonia"}
+and boxes, VQA question / answer / answer_type (q_lang "en" only for SLAKE).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from medtrain.data.sources.manifest import iter_manifest
 from medtrain.data.sources.mimic_cxr import iter_mimic_cxr
 from medtrain.data.sources.openi import iter_openi
 from medtrain.data.sources.r2gen import iter_r2gen
+from medtrain.data.sources.rsna import iter_rsna
+from medtrain.data.sources.slake import iter_slake
+from medtrain.data.sources.vqa_rad import iter_vqa_rad
 
 SOURCES: dict[str, Callable[..., Iterator[Record]]] = {
     "mimic-cxr-jpg": iter_mimic_cxr,
@@ -32,7 +38,13 @@ SOURCES: dict[str, Callable[..., Iterator[Record]]] = {
     "r2gen": iter_r2gen,
     "dicom": iter_dicom,
     "manifest": iter_manifest,
+    "rsna-pneumonia": iter_rsna,
+    "vqa-rad": iter_vqa_rad,
+    "slake": iter_slake,
 }
+# Sources whose records carry no report (downstream-task data: labels, boxes, questions):
+# pretraining skips their records; preview shows them from the records directly.
+REPORTLESS_SOURCES: tuple[str, ...] = ("rsna-pneumonia", "vqa-rad", "slake")
 
 
 def get_source(name: str) -> Callable[..., Iterator[Record]]:
@@ -49,6 +61,9 @@ def get_source(name: str) -> Callable[..., Iterator[Record]]:
 READER_OPTIONS: dict[str, tuple[str, ...]] = {
     "mimic-cxr-jpg": ("views", "reports_root"),
     "openi": ("images_root",),
+    "rsna-pneumonia": ("images_root",),
+    "vqa-rad": ("images_root",),
+    "slake": ("images_root",),
 }
 
 
@@ -94,6 +109,7 @@ def source_options(data_cfg: Any) -> dict[str, Any]:
 
 __all__ = [
     "READER_OPTIONS",
+    "REPORTLESS_SOURCES",
     "SOURCES",
     "get_source",
     "open_source",
@@ -103,4 +119,7 @@ __all__ = [
     "iter_mimic_cxr",
     "iter_openi",
     "iter_r2gen",
+    "iter_rsna",
+    "iter_slake",
+    "iter_vqa_rad",
 ]

@@ -26,9 +26,14 @@ if csv.field_size_limit() < MAX_CSV_CELL:
     csv.field_size_limit(MAX_CSV_CELL)
 
 
+def hash_fraction(key: str) -> float:
+    """A stable number in [0, 1) from a key (sha1), for hashed splits."""
+    return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) / 2**32
+
+
 def hash_split(key: str) -> str:
     """Deterministic split from a grouping key: sha1 -> 80% train, 10% validate, 10% test."""
-    x = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) / 2**32
+    x = hash_fraction(key)
     return next(name for bound, name in SPLIT_BOUNDS if x < bound)
 
 
@@ -138,3 +143,61 @@ def csv_rows(reader: Any, path: Any, skip: Any) -> Iterator[Any]:
             skip(where, f"malformed CSV at {where}: {e}")
             continue
         yield row
+
+
+# --------------------------------------------------------------------------- VQA JSON files
+
+ANSWER_TYPES = ("CLOSED", "OPEN")
+
+
+def load_json_list(path: Any, what: str) -> list[Any]:
+    """A JSON file holding one list (VQA-RAD, SLAKE); DataError naming the file otherwise.
+    Bytes that are not UTF-8 survive as surrogates (the entry holding them is skipped)."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} file not found: {path}")
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8", "surrogateescape"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON: {e}") from None
+    if not isinstance(data, list):
+        raise DataError(
+            f"{path}: expected a JSON list of question entries, got {type(data).__name__}"
+        )
+    return data
+
+
+def vqa_entry(entry: Any, required: tuple[str, ...], where: str) -> tuple[dict[str, str], str]:
+    """The required fields of one VQA entry as stripped strings (answers given as numbers become
+    their text: 2 -> "2", 2.0 -> "2"; answer_type upper-cased), or ("", reason) to skip it:
+    not an object, a missing or empty required key, bytes that are not UTF-8, an answer_type
+    other than CLOSED / OPEN. Keys beyond `required` are ignored."""
+    if not isinstance(entry, dict):
+        return {}, f"entry is not an object in {where}"
+    missing = [k for k in required if k not in entry or entry[k] is None]
+    if missing:
+        return {}, f"missing key(s) {missing} in {where}"
+    out: dict[str, str] = {}
+    for key in required:
+        value = entry[key]
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            return {}, f"{key} is not text or a number ({type(value).__name__}) in {where}"
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        text = str(value).strip()
+        if not text:
+            return {}, f"empty {key} in {where}"
+        if has_escapes(text):
+            return {}, f"{key} is not valid UTF-8 in {where}"
+        out[key] = text
+    if "answer_type" in out:
+        out["answer_type"] = out["answer_type"].upper()
+        if out["answer_type"] not in ANSWER_TYPES:
+            return (
+                {},
+                f"unknown answer_type {entry['answer_type']!r} in {where}; valid: CLOSED, OPEN",
+            )
+    return out, ""

@@ -159,8 +159,9 @@ def _load_split(db: sqlite3.Connection, path: Path, skip: SkipLog) -> None:
 
 def _load_labels(db: sqlite3.Connection, path: Path, skip: SkipLog) -> None:
     """study_id -> the 14 CheXpert cells (joined, validated here, parsed again on lookup). A
-    row with a bad label value or too few cells stores its reason instead: the study's images
-    are skipped with it (never trained on with labels the table did not give)."""
+    row with a bad label value (anything but 1, 0, -1 written as a number, or blank: "2", "yes")
+    or too few cells stores its reason, naming the column and the value, instead: the study's
+    images are skipped with it (never trained on with labels the table did not give)."""
     valid = set(_KNOWN_CELLS)
     columns = ("study_id", *CHEXPERT_LABELS)
     study_col: list[int] = []
@@ -182,9 +183,23 @@ def _load_labels(db: sqlite3.Connection, path: Path, skip: SkipLog) -> None:
                 yield study, cells[0]
                 continue
             if not valid.issuperset(cells):
-                wrong = next((c for c in cells if c not in valid and not _is_label(c)), None)
+                wrong = next(
+                    (
+                        (name, c)
+                        for name, c in zip(CHEXPERT_LABELS, cells, strict=True)
+                        if c not in valid and not _is_label(c)
+                    ),
+                    None,
+                )
                 if wrong is not None:
-                    yield study, f"{_BAD}bad label value {wrong!r} for study {study} in {path}"
+                    name, value = wrong
+                    yield (
+                        study,
+                        (
+                            f"{_BAD}bad label value {value!r} for study {study} in {path} "
+                            f"(column {name!r}; valid: 1, 0, -1 or blank)"
+                        ),
+                    )
                     continue
                 valid.update(cells)  # type: ignore[arg-type]
             yield study, _SEP.join(cells)  # type: ignore[arg-type]

@@ -24,7 +24,15 @@ LAYOUT_MODULES: dict[str, str] = {
     "r2gen": "r2gen",
     "dicom": "dicom",
     "manifest": "manifest",
+    "rsna-pneumonia": "rsna",
+    "vqa-rad": "vqa_rad",
+    "slake": "slake",
 }
+# Layouts that write no reports (downstream-task data sets: labels, boxes, questions). Their
+# writers' `add` returns {"report_id": <record id>, "path": None}; the PHI ground truth of their
+# studies refers to no written text.
+TASK_LAYOUTS: tuple[str, ...] = ("rsna-pneumonia", "vqa-rad", "slake")
+REPORT_LAYOUTS: tuple[str, ...] = tuple(n for n in LAYOUT_MODULES if n not in TASK_LAYOUTS)
 
 
 def layout_writer(name: str) -> type[LayoutWriter]:

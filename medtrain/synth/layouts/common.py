@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -50,3 +50,14 @@ def gzip_csv(path: Path) -> Iterator[Any]:
 def label_cells(labels: dict[str, float | None]) -> list[str]:
     """The 14 CheXpert labels as CSV cells: "1.0", "0.0", "-1.0" or "" (not mentioned)."""
     return ["" if labels[n] is None else f"{labels[n]:.1f}" for n in CHEXPERT_LABELS]
+
+
+def matching_name(make: Callable[[int], str], split_of: Callable[[str], str], want: str) -> str:
+    """The first make(k), k = 0, 1, ..., whose reader-side split (`split_of`, a stable hash of
+    the name) is `want`: ids of data sets without a split file chosen so that the reader's
+    hashed split equals the study's subject split (deterministic)."""
+    for k in range(100_000):
+        name = make(k)
+        if split_of(name) == want:
+            return name
+    raise RuntimeError(f"no name with split {want!r} in 100000 tries")  # p < 1e-4000
