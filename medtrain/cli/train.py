@@ -25,7 +25,7 @@ def _pretrain(args: argparse.Namespace) -> None:
         e = summary["eval"]
         print(
             f"done: {summary['step']} steps in {summary['train_wall_s']:.0f} s; "
-            f"held-out zero-shot AUC (mean) {e.get('auc/mean', float('nan')):.3f}, "
+            f"held-out zero-shot AUC (macro) {e.get('auc/macro', float('nan')):.3f}, "
             f"R@1 i2t {e['i2t_R@1']:.3f} t2i {e['t2i_R@1']:.3f} (n={int(e['n'])})"
         )
         print(f"logs: {summary['tensorboard']} (tensorboard), {summary['out_dir']}/metrics.jsonl")

@@ -50,15 +50,20 @@ FINDING_PROMPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "Pleural Other": (("there is pleural thickening.",), ("no pleural abnormality.",)),
     "Pneumonia": (
-        ("findings consistent with pneumonia.", "pneumonia."),
-        ("no evidence of pneumonia.", "no pneumonia."),
+        ("findings are concerning for pneumonia.", "findings are consistent with pneumonia."),
+        ("no evidence of pneumonia.", "no radiographic evidence of pneumonia."),
     ),
     "Pneumothorax": (
         ("there is a pneumothorax.", "pneumothorax."),
         ("no pneumothorax.", "there is no pneumothorax."),
     ),
+    # Reports name the device and never state its absence: "absent" = a device-free normal study.
     "Support Devices": (
-        ("support devices are present.", "a tube is in place."),
-        ("no support devices.", "no lines or tubes."),
+        (
+            "an endotracheal tube is in standard position.",
+            "a right internal jugular central venous catheter terminates in the svc.",
+            "left chest wall pacemaker in place.",
+        ),
+        ("no acute cardiopulmonary process.", "the lungs are clear."),
     ),
 }

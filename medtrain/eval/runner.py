@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, Subset
 from medtrain.data.errors import DataError
 from medtrain.eval.config import EvalConfig
 from medtrain.eval.prompts import FINDING_PROMPTS
-from medtrain.eval.retrieval import recall_at_k
+from medtrain.eval.retrieval import label_recall_at_k, recall_at_k
 from medtrain.eval.zeroshot import zero_shot_auc
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,9 @@ def evaluate(
     on_device: OnDevice,
     max_samples: int = 0,
 ) -> dict[str, float]:
-    """Retrieval R@K both ways and zero-shot AUC per finding (flat dict, `auc/<finding>`) over a
+    """Retrieval R@K both ways (exact pair `i2t_R@k`, and same finding set `i2t_label_R@k` with
+    its chance level `label_R@k/chance`: eval/retrieval.py) and zero-shot AUC per finding (flat
+    dict, `auc/<finding>`, macro mean `auc/macro`) over a
     data set of `Sample`s (the pipeline's eval stream, `Pipeline.eval()`); `skipped` counts the
     unreadable samples and shards left out (module docstring), `n` the samples evaluated."""
     index_skipped = (
@@ -153,5 +155,6 @@ def evaluate(
         prompts = {k: v for k, v in prompts.items() if k in cfg.findings}
     metrics: dict[str, float] = {"n": float(len(img)), "skipped": float(len(bad) + index_skipped)}
     metrics.update(recall_at_k(img, txt, tuple(cfg.recall_at)))
+    metrics.update(label_recall_at_k(img, txt, labels, tuple(cfg.recall_at)))
     metrics.update({f"auc/{k}": v for k, v in zero_shot_auc(img, labels, prompts).items()})
     return metrics

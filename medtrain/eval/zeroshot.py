@@ -17,7 +17,8 @@ def zero_shot_auc(
 ) -> dict[str, float]:
     """AUC-ROC per finding; positives = 1.0, negatives = 0.0 or blank, uncertain excluded.
 
-    Findings whose eval labels hold a single class are left out (AUC undefined).
+    Findings whose eval labels hold a single class are left out (AUC undefined). "macro" is
+    the unweighted mean over the findings scored (NaN when none is).
     """
     out: dict[str, float] = {}
     for finding, (pos, neg) in prompt_emb.items():
@@ -28,8 +29,5 @@ def zero_shot_auc(
             continue
         score = image_emb[keep].float() @ (pos - neg).float()  # (n,)
         out[finding] = float(roc_auc_score(y.numpy(), score.numpy()))
-    if out:
-        out["mean"] = sum(out.values()) / len(out)
-    else:
-        out["mean"] = math.nan
+    out["macro"] = sum(out.values()) / len(out) if out else math.nan
     return out

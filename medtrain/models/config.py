@@ -139,6 +139,9 @@ class FusionConfig:
             raise ValueError(f"model.fusion.dropout must be in [0, 1), got {self.dropout}")
 
 
+TEXT_POOLS = ("cls", "mean")  # models/heads.pool_text
+
+
 @dataclass(kw_only=True, slots=True)
 class ModelConfig:
     vision: VisionConfig = field(default_factory=VisionConfig)
@@ -146,6 +149,9 @@ class ModelConfig:
     fusion: FusionConfig = field(default_factory=FusionConfig)
     embed_dim: int = 512
     mlm_on: str = "fused"  # fused: MLM reads fused text states | text: the text tower alone
+    # text embedding for the contrastive head: "cls" ([CLS] state) | "mean" (over real tokens);
+    # a from-scratch tower's [CLS] is the same for every text at init (see heads.pool_text)
+    text_pool: str = "cls"
     init_logit_scale: float = 1 / 0.07
     max_logit_scale: float = 100.0
     use_apex_layernorm: bool = False  # NVIDIA apex FusedLayerNorm where importable
@@ -153,6 +159,10 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.mlm_on not in MLM_ON:
             raise ValueError(f"model.mlm_on must be one of {list(MLM_ON)}, got {self.mlm_on!r}")
+        if self.text_pool not in TEXT_POOLS:
+            raise ValueError(
+                f"model.text_pool must be one of {list(TEXT_POOLS)}, got {self.text_pool!r}"
+            )
         if self.embed_dim < 1:
             raise ValueError(f"model.embed_dim must be >= 1, got {self.embed_dim}")
         _finite("model.max_logit_scale", self.max_logit_scale)

@@ -1,4 +1,4 @@
-"""Heads: projections to the shared embedding, learnable logit scale, MLM head."""
+"""Heads: text pooling, projections to the shared embedding, learnable logit scale, MLM head."""
 
 from __future__ import annotations
 
@@ -7,6 +7,26 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from medtrain.models.config import TEXT_POOLS
+
+
+def pool_text(hidden: Tensor, attention_mask: Tensor, how: str = "cls") -> Tensor:
+    """Text states (B, L, C) -> one vector per text (B, C).
+
+    "cls": the first ([CLS]) state, BERT's convention. "mean": the mean over the real tokens
+    (attention_mask 1), CLS and SEP included. A text tower trained from scratch has a CLS state
+    that is the same for every text at initialization (post-LN BERT, 0.02-std init: cosine
+    1.0000 between any two reports on the tiny preset), so a contrastive loss on it starts at
+    chance, ln(B), and stays there until the tower learns to route content into CLS; the mean of
+    the token states differs between texts from the first step.
+    """
+    if how == "cls":
+        return hidden[:, 0]
+    if how == "mean":
+        m = attention_mask[..., None].to(hidden.dtype)  # (B, L, 1)
+        return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp_min(1)
+    raise ValueError(f"text pooling must be one of {list(TEXT_POOLS)}, got {how!r}")
 
 
 class Projection(nn.Module):

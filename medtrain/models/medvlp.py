@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from medtrain.models.config import ModelConfig
 from medtrain.models.fusion import build_fusion
 from medtrain.models.fusion.layers import lengths_from_mask
-from medtrain.models.heads import LogitScale, MLMHead, Projection
+from medtrain.models.heads import LogitScale, MLMHead, Projection, pool_text
 from medtrain.models.norm import layer_norm_cls, replace_layer_norms
 from medtrain.models.text import TextTower
 from medtrain.models.vision import VisionTower
@@ -42,7 +42,8 @@ class MedVLP(nn.Module):
 
     def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
         hidden = self.text(input_ids, attention_mask)  # (B, L, C)
-        return hidden, self.text_proj(hidden[:, 0])  # CLS -> (B, E)
+        pooled = pool_text(hidden, attention_mask, self.cfg.text_pool)  # (B, C)
+        return hidden, self.text_proj(pooled)  # (B, L, C), (B, E)
 
     def mlm_logits(
         self,

@@ -2,8 +2,13 @@
 
 Every drawn finding is stated (definitely, or hedged for `Finding.hedged`) in each section that
 carries findings, so text and image agree. Negative mentions give 0.0, hedged ones -1.0,
-unmentioned labels stay None. Injected PHI (phi.py) stays wrapped in marker characters in the
-rendered sections; `phi.strip_phi_markers` removes them and returns the ground-truth spans.
+unmentioned labels stay None. A finding may be compared with a prior study ("unchanged",
+"new", "increased", "no change from the prior"): still present, same labels. Pneumonia follows
+the drawn pattern (`Finding.pneumonia`, consolidation only): stated (1.0) or hedged (-1.0) with
+the finding; a consolidation without it gets an alternative explanation (blank) or an explicit
+negative (0.0), as CheXpert labels them. Injected PHI (phi.py) stays wrapped in marker
+characters in the rendered sections; `phi.strip_phi_markers` removes them and returns the
+ground-truth spans.
 """
 
 from __future__ import annotations
@@ -190,11 +195,58 @@ _NEG: tuple[tuple[tuple[str, ...], tuple[str, ...], frozenset[str]], ...] = (
         frozenset({"edema"}),
     ),
     (
+        ("No evidence of pneumonia.", "No findings to suggest pneumonia."),
+        ("Pneumonia",),
+        frozenset({"consolidation"}),
+    ),
+    (
         ("No displaced rib fracture.", "No acute fracture is seen."),
         ("Fracture",),
         frozenset(),
     ),
 )
+# Pneumonia wording for a consolidation (reports.py _pneumonia_sentence).
+_PNA_POS = (
+    "Findings are consistent with lobar pneumonia.",
+    "Compatible with pneumonia in the appropriate clinical setting.",
+    "The appearance is typical of pneumonia.",
+    "Findings are consistent with pneumonia.",
+    "Findings are compatible with multifocal pneumonia.",
+)
+_PNA_HEDGED = (
+    "Pneumonia cannot be excluded.",
+    "This may represent early pneumonia.",
+    "Possible developing pneumonia.",
+)
+_PNA_ALTERNATIVE = (  # no pneumonia mention: the label stays blank
+    "This likely reflects aspiration.",
+    "Findings may reflect scarring or aspiration.",
+    "Likely non-infectious, correlate clinically.",
+)
+_PNA_NEG = (
+    "No radiographic evidence of pneumonia.",
+    "Appearance is not typical of pneumonia.",
+)
+# Comparison with a prior study, after a finding's sentence (label unchanged: still present).
+_COMPARE_ANY = (
+    "This is new compared to the prior study.",
+    "Unchanged compared to prior.",
+    "No change from the prior radiograph.",
+    "Increased since the prior examination.",
+    "Slightly decreased compared to prior.",
+    "Not present on the prior study.",
+    "Stable from prior.",
+)
+_COMPARE: dict[str, tuple[str, ...]] = {
+    "consolidation": _COMPARE_ANY + ("The opacity has increased in extent since prior.",),
+    "effusion": _COMPARE_ANY + ("The effusion has increased in size since the prior study.",),
+    "cardiomegaly": ("Unchanged compared to prior.", "Stable from prior.", "No change."),
+    "pneumothorax": _COMPARE_ANY + ("The pneumothorax is slightly larger than on the prior.",),
+    "nodule": ("Unchanged in size compared to prior.", "New compared to the prior study.")
+    + ("Slightly increased in size since prior.", "Stable from prior."),
+    "edema": _COMPARE_ANY + ("Edema has worsened compared to prior.",),
+    "atelectasis": _COMPARE_ANY,
+}
 _INDICATIONS = (
     "{ph}-year-old man with cough, evaluate for pneumonia.",
     "{ph} with shortness of breath.",
@@ -243,6 +295,22 @@ _ADV = {"mild": "mildly", "moderate": "moderately", "large": "markedly", "": "mi
 
 def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
     return options[int(rng.integers(len(options)))]
+
+
+def _pneumonia_sentence(rng: np.random.Generator, f: Finding) -> tuple[str, float | None]:
+    """What a radiologist adds about pneumonia for a consolidation, and the CheXpert value.
+
+    Drawn pneumonia pattern: stated (1.0), or hedged (-1.0) when the finding is hedged. No
+    pneumonia pattern: an alternative explanation (no pneumonia mention: None) or an explicit
+    negative (0.0). Two draws per consolidation, always."""
+    q, i = rng.random(), rng.random()
+    if f.pneumonia:
+        options, value = (_PNA_HEDGED, UNCERTAIN) if f.hedged else (_PNA_POS, POSITIVE)
+    elif q < 0.55:
+        options, value = _PNA_ALTERNATIVE, None
+    else:
+        options, value = _PNA_NEG, NEGATIVE
+    return options[int(i * len(options))], value
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -320,14 +388,15 @@ def render_report(
             fp, ip = _POS[f.kind]
         find.append(_fill(_pick(rng, fp), f, sizes))
         imp.append(_fill(_pick(rng, ip), f, sizes))
-    if any(f.kind == "consolidation" and not f.hedged for f in findings):
-        q = rng.random()
-        if q < 0.35:
-            (imp if has_imp else find).append("Findings are concerning for pneumonia.")
-            _set(labels, ("Pneumonia",), POSITIVE)
-        elif q < 0.6:
-            (imp if has_imp else find).append("Pneumonia cannot be excluded.")
-            _set(labels, ("Pneumonia",), UNCERTAIN)
+        # comparison with a prior study (a stated finding only: "larger than before" asserts it)
+        if f.kind != "device" and rng.random() < 0.35 and not f.hedged:
+            find.append(_pick(rng, _COMPARE[f.kind]))
+    for f in findings:  # pneumonia follows the drawn (infectious) consolidation pattern
+        if f.kind == "consolidation":
+            sentence, value = _pneumonia_sentence(rng, f)
+            (imp if has_imp else find).append(sentence)
+            if value is not None:
+                _set(labels, ("Pneumonia",), value)
     neg_target = find if has_find else imp
     p_neg = 0.6 if has_find else 0.25
     mentioned: set[str] = set()

@@ -67,7 +67,7 @@ class MetricsLogger:
         self.jsonl.write(json.dumps({"step": step, "time": time.time(), **scalars}) + "\n")
         self.jsonl.flush()
         if echo:
-            shown = ("eval/auc/mean", "eval/i2t_R@1", "eval/t2i_R@1")
+            shown = ("eval/auc/macro", "eval/i2t_R@1", "eval/t2i_R@1")
             keys = [k for k in scalars if k.startswith("loss/") or k in shown]
             extra = " ".join(f"{k.split('/', 1)[1]}={scalars[k]:.4f}" for k in keys)
             rate = scalars.get("perf/samples_per_s")

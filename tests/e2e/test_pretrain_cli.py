@@ -41,14 +41,14 @@ def test_pretrain_learns_writes_logs_checkpoint_and_evaluates(
     assert (run / "checkpoints" / "latest").read_text().strip() == "step60"
     assert list((run / "tb").glob("events.out.tfevents.*"))
     final = json.loads((run / "eval" / "final.json").read_text())
-    assert {"i2t_R@1", "t2i_R@10", "auc/mean"} <= set(final)
+    assert {"i2t_R@1", "t2i_R@10", "auc/macro"} <= set(final)
 
     again = run_cli("pretrain", "--preset", "tiny-cpu", *sets, check=False, timeout=300)
     assert again.returncode == 2 and "pass --resume" in again.stderr  # never overwrites a run
 
     ev = run_cli("eval", "--run", str(run), "--split", "test")
     metrics = json.loads((run / "eval" / "test.json").read_text())
-    assert metrics["n"] > 0 and 0 <= metrics["t2i_R@5"] <= 1 and "auc/mean" in metrics
+    assert metrics["n"] > 0 and 0 <= metrics["t2i_R@5"] <= 1 and "auc/macro" in metrics
     assert "written to" in ev.stdout
 
 

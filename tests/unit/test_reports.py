@@ -169,3 +169,65 @@ def test_impression_only_report_and_findings_before_impression_order():
     assert section_and_clean("IMPRESSION: No acute disease.") == "No acute disease."
     text = "IMPRESSION: Normal.\nFINDINGS: Clear lungs."
     assert section_and_clean(text) == "Clear lungs. Normal."
+
+
+# --- synthetic reports (medtrain.synth.reports): pneumonia wording, comparisons, agreement ----
+def _render(seed: int, findings: list):
+    import numpy as np
+
+    from medtrain.synth.reports import render_report
+
+    rep = render_report(np.random.default_rng(seed), findings)
+    body = " ".join(b for h, b in rep.sections if h in ("FINDINGS", "IMPRESSION"))
+    return body.lower(), rep.labels
+
+
+def test_pneumonia_label_follows_the_drawn_pattern():
+    import dataclasses
+
+    from medtrain.synth.phantom import Finding
+
+    seen = set()
+    for seed in range(60):
+        for hedged in (False, True):
+            cons = Finding(kind="consolidation", side="right", zone="lower", hedged=hedged)
+            text, labels = _render(seed, [dataclasses.replace(cons, pneumonia=True)])
+            assert labels["Pneumonia"] == (-1.0 if hedged else 1.0), text
+            assert "pneumonia" in text and "consolidation" in text
+            assert labels["Consolidation"] == (-1.0 if hedged else 1.0)
+            text, labels = _render(seed, [cons])  # no infectious pattern
+            assert labels["Pneumonia"] in (None, 0.0), text
+            assert (labels["Pneumonia"] == 0.0) == ("pneumonia" in text), text
+            seen.add(labels["Pneumonia"])
+    assert seen == {None, 0.0}  # both wordings occur
+
+
+def test_comparison_phrases_and_determinism():
+    from medtrain.synth.phantom import Finding
+
+    eff = [Finding(kind="effusion", side="left", severity="moderate")]
+    assert _render(3, eff) == _render(3, eff)
+    texts = [_render(seed, eff)[0] for seed in range(80)]
+    assert all("effusion" in t for t in texts)
+    with_prior = [t for t in texts if "prior" in t or "no change" in t]
+    assert 10 < len(with_prior) < 60  # sometimes, not always
+    assert any("unchanged" in t for t in with_prior) and any("new " in t for t in with_prior)
+    assert all(_render(seed, eff)[1]["Pleural Effusion"] == 1.0 for seed in range(80))
+
+
+def test_random_findings_text_agrees_with_labels():
+    import numpy as np
+
+    from medtrain.synth.reports import FINDING_LABELS, FINDING_WORDS
+    from medtrain.synth.study import sample_findings
+
+    for seed in range(300):
+        findings = sample_findings(np.random.default_rng([seed, 7]))
+        text, labels = _render(seed, findings)
+        for f in findings:
+            assert any(w in text for w in FINDING_WORDS[f.kind]), (f, text)
+            assert labels[FINDING_LABELS[f.kind][0]] in (1.0, -1.0)
+        if labels["Pneumonia"] in (1.0, -1.0):
+            assert any(f.kind == "consolidation" and f.pneumonia for f in findings), text
+        if any(f.kind == "consolidation" and f.pneumonia for f in findings):
+            assert labels["Pneumonia"] in (1.0, -1.0) and "pneumonia" in text
