@@ -12,12 +12,12 @@ import argparse
 import logging
 import sys
 
-from medtrain.cli import ckpt, data, evaluate, tokenizer, train
+from medtrain.cli import ckpt, data, evaluate, finetune, score, tokenizer, train
 from medtrain.config import ConfigError
 from medtrain.data.errors import DataError
 from medtrain.train.errors import CheckpointError, RankHung, TrainingDiverged
 
-GROUPS = (data, tokenizer, train, evaluate, ckpt)
+GROUPS = (data, tokenizer, train, finetune, evaluate, score, ckpt)
 
 
 def build_parser() -> argparse.ArgumentParser:

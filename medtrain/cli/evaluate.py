@@ -1,4 +1,5 @@
-"""`medtrain eval`: zero-shot evaluation of a pretraining run directory."""
+"""`medtrain eval`: zero-shot evaluation of a pretraining run directory (--task zeroshot, the
+default), or evaluation of a fine-tuning run (--task cls|vqa|report: eval/<task>-<split>.*)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,8 @@ from medtrain.config import ConfigError
 from medtrain.data.config import SPLITS
 
 
-def _eval(args: argparse.Namespace) -> None:
+def _device(args: argparse.Namespace):
     import torch
-
-    from medtrain.data.pipeline import build_pipeline
-    from medtrain.eval.runner import evaluate
-    from medtrain.train.checkpoint import load_run
 
     try:
         device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -24,6 +21,38 @@ def _eval(args: argparse.Namespace) -> None:
         raise ConfigError(f"eval: --device {args.device!r}: {e}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"eval: --device {args.device} but no CUDA device is available")
+    return device
+
+
+def _eval_finetuned(args: argparse.Namespace) -> None:
+    from medtrain.finetune.evaluate import evaluate_run
+
+    device = _device(args)
+    notes: list[str] = []
+    result = evaluate_run(
+        args.run,
+        args.split,
+        device,
+        task_name=args.task,
+        tag=args.tag,
+        max_samples=args.max_samples,
+        notes=notes,
+    )
+    for note in notes:
+        print(note, file=sys.stderr)
+    print(json.dumps({"metrics": result["metrics"], "baseline": result["baseline"]}, indent=2))
+    print(f"written to {Path(args.run) / 'eval' / f'{args.task}-{args.split}.json'}")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    if args.task != "zeroshot":
+        _eval_finetuned(args)
+        return
+    from medtrain.data.pipeline import build_pipeline
+    from medtrain.eval.runner import evaluate
+    from medtrain.train.checkpoint import load_run
+
+    device = _device(args)
     notes: list[str] = []
     model, tokenizer, cfg = load_run(args.run, args.tag, notes)  # through the checkpoint gate
     for note in notes:
@@ -49,8 +78,17 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    ev = sub.add_parser("eval", help="zero-shot retrieval + classification of a pretrained run")
+    ev = sub.add_parser(
+        "eval",
+        help="zero-shot retrieval + classification of a pretrained run, or a fine-tuned run's task",
+    )
     ev.add_argument("--run", required=True, help="run directory (train.out_dir)")
+    ev.add_argument(
+        "--task",
+        default="zeroshot",
+        choices=["cls", "vqa", "report", "zeroshot"],
+        help="zeroshot: a pretraining run; cls | vqa | report: a fine-tuning run of that task",
+    )
     ev.add_argument("--split", default="test", choices=list(SPLITS))
     ev.add_argument("--tag", default=None, help="checkpoint tag (default: latest)")
     ev.add_argument("--max-samples", type=int, default=0)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 TASKS = ("cls", "vqa", "report")
 MODES = ("full", "linear")  # full fine-tune | linear probe (backbone frozen, head trained)
 UNCERTAIN_POLICIES = ("ignore", "ones", "zeros")  # CheXpert -1.0: masked | positive | negative
+BLANK_POLICIES = ("ignore", "zeros")  # blank (not mentioned): masked | negative
 INIT_WEIGHTS = ("pretrained", "random")
 
 
@@ -26,6 +27,7 @@ class FinetuneConfig:
     # cls: label set; () = every CheXpert label with both classes in the training split
     labels: tuple[str, ...] = ()
     uncertain: str = "ignore"
+    blank: str = "ignore"
     # fraction of the training split's labelled samples, sampled by patient with fraction_seed
     label_fraction: float = 1.0
     fraction_seed: int = 0
@@ -49,6 +51,7 @@ class FinetuneConfig:
             "task": TASKS,
             "mode": MODES,
             "uncertain": UNCERTAIN_POLICIES,
+            "blank": BLANK_POLICIES,
             "init_weights": INIT_WEIGHTS,
         }
         for name, valid in choices.items():

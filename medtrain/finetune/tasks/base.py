@@ -86,6 +86,31 @@ class Task:
         return score_task(self.name, preds, refs, bootstrap=self.cfg.finetune.bootstrap)
 
     def baseline(self, train_records: Sequence[Record], refs: list[dict[str, Any]]) -> dict:
-        """Predictions of the trivial baseline (prevalence / majority answer / most common
-        report) from the training split, scored the same way."""
+        """Metrics of the trivial baseline (prevalence / majority answer / most common report)
+        from the training split: its predictions for `refs`' ids scored with self.score. (The
+        loop also accepts a list of prediction lines, which it scores itself.)"""
         raise NotImplementedError
+
+    # --- optional ----------------------------------------------------------------------------
+    def plots(self, preds: list[dict[str, Any]], refs: list[dict[str, Any]], prefix: Any) -> list:
+        """Write figures of an evaluation beside `prefix` (a Path without suffix, e.g.
+        eval/cls-test); returns the paths written (the Markdown summary links them)."""
+        return []
+
+    def eval_batches(self, model: nn.Module, loader: DataLoader | Iterable) -> Iterable:
+        """(batch on the model's device, model outputs) per batch, in eval mode, no grad: the
+        common part of every task's predict()."""
+        import torch
+
+        from medtrain.finetune.data import model_device_dtype, to_device
+
+        device, dtype = model_device_dtype(model)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for batch in loader:
+                    batch = to_device(batch, device, dtype, self.cfg.data.image)
+                    yield batch, model(batch)
+        finally:
+            model.train(was_training)

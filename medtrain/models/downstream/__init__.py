@@ -1,0 +1,1 @@
+"""Downstream heads on the pretrained MedVLP backbone (fine-tuning: medtrain/finetune/)."""
