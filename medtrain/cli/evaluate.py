@@ -70,7 +70,7 @@ def _eval(args: argparse.Namespace) -> None:
         on_device=pipeline.on_device,
         max_samples=args.max_samples,
     )
-    out = Path(args.run) / "eval" / f"{args.split}.json"
+    out = Path(args.run) / "eval" / f"zeroshot-{args.split}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))

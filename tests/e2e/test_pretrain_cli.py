@@ -47,7 +47,7 @@ def test_pretrain_learns_writes_logs_checkpoint_and_evaluates(
     assert again.returncode == 2 and "pass --resume" in again.stderr  # never overwrites a run
 
     ev = run_cli("eval", "--run", str(run), "--split", "test")
-    metrics = json.loads((run / "eval" / "test.json").read_text())
+    metrics = json.loads((run / "eval" / "zeroshot-test.json").read_text())
     assert metrics["n"] > 0 and 0 <= metrics["t2i_R@5"] <= 1 and "auc/macro" in metrics
     assert "written to" in ev.stdout
 
