@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_N ?= 4000
 
-.PHONY: setup demo test lint ext bench-cpu gpu-suite clean-demo
+.PHONY: setup demo test lint ext bench-cpu gpu-suite clean-demo demo-downstream
 
 $(STAMP): requirements.txt setup.py
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,13 @@ data/tokenizer/tokenizer.json: data/synth-mimic/.done
 demo: setup data/tokenizer/tokenizer.json
 	$(BIN)/medtrain pretrain --preset tiny-cpu --resume
 	$(BIN)/medtrain eval --run runs/tiny-cpu --split test
+
+# Downstream transfer from the demo's pretrained run (make demo first): fine-tunes classification
+# (pretrained vs random init at 1%/10% labels), RSNA pneumonia, VQA and report generation on the
+# synthetic data (made when missing); tables in benchmarks/results/downstream_tiny-cpu.md.
+demo-downstream: setup data/tokenizer/tokenizer.json
+	@if [ ! -d runs/tiny-cpu/checkpoints ]; then echo "runs/tiny-cpu/checkpoints not found: run make demo first"; exit 1; fi
+	$(BIN)/python benchmarks/downstream/transfer.py --init runs/tiny-cpu
 
 lint: setup
 	$(BIN)/ruff check .

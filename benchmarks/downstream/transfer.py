@@ -156,7 +156,9 @@ def plan(scale: Scale, seeds: int, data_dir: Path) -> list[Run]:
                 runs.append(Run("cls", arm, frac, seed, scale.steps[f"cls-{frac:g}"], *cls))
     runs.append(Run("cls", "pretrained", 1.0, 0, scale.steps["cls-1.0"], *cls))
     rsna_over = (f"data.root={rsna}", "data.source=rsna-pneumonia", "finetune.labels=[Pneumonia]")
-    runs.append(Run("rsna", "pretrained", 1.0, 0, scale.steps["rsna"], "finetune-cls-cpu", rsna_over))
+    runs.append(
+        Run("rsna", "pretrained", 1.0, 0, scale.steps["rsna"], "finetune-cls-cpu", rsna_over)
+    )
     vqa_over = (f"data.root={vqa}",)
     runs.append(Run("vqa", "pretrained", 1.0, 0, scale.steps["vqa"], "finetune-vqa-cpu", vqa_over))
     rep_over = (f"data.root={mimic}",)
@@ -198,22 +200,31 @@ def _percentile_ci(values: list[float]) -> tuple[float, float]:
 
 
 def vqa_ci(prefix: Path, resamples: int, seed: int = 0) -> dict[str, float]:
-    """Percentile bootstrap of accuracy/overall and vqa_score over the split's questions."""
+    """Percentile bootstrap over the split's questions: accuracy/overall and vqa_score over all
+    of them, accuracy/closed and accuracy/open within their answer type (stratified)."""
     from medtrain.eval.metrics.vqa import vqa_metrics
 
     preds = {p["id"]: str(p["answer"]) for p in _read(Path(f"{prefix}.pred.jsonl"))}
     refs = {r["id"]: r for r in _read(Path(f"{prefix}.ref.jsonl"))}
-    per: dict[str, list[float]] = {"accuracy/overall": [], "vqa_score": []}
+    acc, score, kind = [], [], []  # per question
     for k, r in refs.items():  # one question at a time: its score
         m = vqa_metrics({k: preds[k]}, {k: r})
-        for key in per:
-            per[key].append(float(m[key]))
+        acc.append(float(m["accuracy/overall"]))
+        score.append(float(m["vqa_score"]))
+        kind.append(str(r.get("answer_type", "")).upper())
+    groups = {
+        "accuracy/overall": np.asarray(acc),
+        "vqa_score": np.asarray(score),
+        "accuracy/closed": np.asarray([a for a, t in zip(acc, kind, strict=True) if t == "CLOSED"]),
+        "accuracy/open": np.asarray([a for a, t in zip(acc, kind, strict=True) if t == "OPEN"]),
+    }
     rng = np.random.default_rng(seed)
-    n = len(refs)
-    idx = rng.integers(0, n, size=(resamples, n))  # (R, N)
     out = {}
-    for key, vals in per.items():
-        means = np.asarray(vals)[idx].mean(axis=1)  # (R,)
+    for key, vals in groups.items():
+        if vals.size == 0:
+            continue
+        idx = rng.integers(0, vals.size, size=(resamples, vals.size))  # (R, N)
+        means = vals[idx].mean(axis=1)  # (R,)
         out[f"{key}/ci_low"], out[f"{key}/ci_high"] = _percentile_ci(means.tolist())
     return out
 
@@ -304,7 +315,8 @@ def task_tables(records: list[dict]) -> list[str]:
         lines += [
             f"### {TASK_TITLES[task]}",
             "",
-            "| fraction | seed | n train / eval | metric | value | 95% CI | baseline | CI low > baseline |",
+            "| fraction | seed | n train / eval | metric | value | 95% CI | baseline "
+            "| CI low > baseline |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
@@ -327,7 +339,9 @@ def transfer_table(records: list[dict]) -> list[str]:
         "| label fraction | seeds | pretrained (mean ± sd) | random (mean ± sd) | difference |",
         "|---|---|---|---|---|",
     ]
-    fractions = sorted({r["fraction"] for r in records if r["task"] == "cls" and r["arm"] == "random"})
+    fractions = sorted(
+        {r["fraction"] for r in records if r["task"] == "cls" and r["arm"] == "random"}
+    )
     for frac in fractions:
         by_arm = {}
         for arm in ("pretrained", "random"):
@@ -372,8 +386,8 @@ def markdown(records: list[dict], meta: dict[str, Any]) -> str:
             for r in records
         ],
         "",
-        f"Data synthesis: {_f(meta['synth_s'], 1)} s. **Total wall time: {_f(meta['total_s'], 1)} s "
-        f"({meta['total_s'] / 60:.1f} min).**",
+        f"Data synthesis: {_f(meta['synth_s'], 1)} s. "
+        f"**Total wall time: {_f(meta['total_s'], 1)} s ({meta['total_s'] / 60:.1f} min).**",
         "",
     ]
     return "\n".join(lines)

@@ -63,6 +63,9 @@ class FinetuneTrainer:
         self.task = TASKS[cfg.finetune.task](cfg, self.tokenizer)
         ft, data = cfg.finetune, cfg.data
         all_train, _ = load_split(data, data.train_split, self.task.keep)
+        # The label / answer set is the task's schema, from the whole training split (equal for
+        # every label fraction and seed, so their metrics cover the same labels); the fraction
+        # limits the labelled examples the run trains on.
         task_json = self.out / "task.json"
         if resume and task_json.is_file():
             self.task.load_state(json.loads(task_json.read_text()))
