@@ -17,6 +17,10 @@ resamples); VQA accuracy and the report metrics get a percentile bootstrap here,
 evaluation split's questions / studies (the run's pred/ref JSONL, scored by medtrain's scorers).
 A task "beats its baseline" when the CI lower bound is above the baseline's value.
 
+Time (2 CPU cores): step counts are chosen for about 8-10 minutes on an otherwise idle machine;
+`--steps KEY=N` changes one kind of run (cls-0.01, cls-0.1, cls-1.0, rsna, vqa, report). Reports
+are decoded greedily here (`--report-beams 3` gives the preset's beam search, ~3x the decoding).
+
     .venv/bin/python benchmarks/downstream/transfer.py --init runs/tiny-cpu
     .venv/bin/python benchmarks/downstream/transfer.py --init RUN --quick   # smoke test
 """
@@ -24,6 +28,7 @@ A task "beats its baseline" when the CI lower bound is above the baseline's valu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -71,6 +76,7 @@ class Scale:
     batch: int
     bootstrap: int  # AUC (scorer) and VQA (here) resamples
     report_bootstrap: int  # report metrics resamples (each rescoring the split: slower)
+    report_beams: int  # beam width of report decoding (1 = greedy: a third of the time)
     extra: tuple[str, ...] = ()  # overrides for every run
 
 
@@ -82,7 +88,8 @@ FULL = Scale(
     steps={"cls-0.01": 30, "cls-0.1": 40, "cls-1.0": 60, "rsna": 40, "vqa": 60, "report": 60},
     batch=32,
     bootstrap=500,
-    report_bootstrap=100,
+    report_bootstrap=50,
+    report_beams=1,
 )
 QUICK = Scale(
     image_size=128,
@@ -93,7 +100,8 @@ QUICK = Scale(
     batch=8,
     bootstrap=50,
     report_bootstrap=10,
-    extra=("finetune.max_new_tokens=16", "finetune.num_beams=2"),
+    report_beams=2,
+    extra=("finetune.max_new_tokens=16",),
 )
 
 
@@ -119,8 +127,8 @@ def synth(layout: str, n: int, size: int, out: Path) -> float:
     if done.exists():
         print(f"data: {out} exists", flush=True)
         return 0.0
-    if out.exists():
-        shutil.rmtree(out)  # a half-written folder from an interrupted run
+    if out.exists() and any(out.iterdir()):  # not ours to delete: an interrupted synth or data
+        sys.exit(f"{out} exists without the {done.name} stamp of a finished synth: remove it")
     t = time.time()
     cmd = [
         sys.executable,
@@ -161,7 +169,7 @@ def plan(scale: Scale, seeds: int, data_dir: Path) -> list[Run]:
     )
     vqa_over = (f"data.root={vqa}",)
     runs.append(Run("vqa", "pretrained", 1.0, 0, scale.steps["vqa"], "finetune-vqa-cpu", vqa_over))
-    rep_over = (f"data.root={mimic}",)
+    rep_over = (f"data.root={mimic}", f"finetune.num_beams={scale.report_beams}")
     runs.append(
         Run("report", "pretrained", 1.0, 0, scale.steps["report"], "finetune-report-cpu", rep_over)
     )
@@ -218,11 +226,11 @@ def vqa_ci(prefix: Path, resamples: int, seed: int = 0) -> dict[str, float]:
         "accuracy/closed": np.asarray([a for a, t in zip(acc, kind, strict=True) if t == "CLOSED"]),
         "accuracy/open": np.asarray([a for a, t in zip(acc, kind, strict=True) if t == "OPEN"]),
     }
-    rng = np.random.default_rng(seed)
     out = {}
     for key, vals in groups.items():
         if vals.size == 0:
             continue
+        rng = np.random.default_rng(seed)  # the same resamples for overall and vqa_score
         idx = rng.integers(0, vals.size, size=(resamples, vals.size))  # (R, N)
         means = vals[idx].mean(axis=1)  # (R,)
         out[f"{key}/ci_low"], out[f"{key}/ci_high"] = _percentile_ci(means.tolist())
@@ -260,7 +268,8 @@ def execute(run: Run, scale: Scale, init: Path, runs_dir: Path) -> dict[str, Any
     out_dir = runs_dir / run.name
     if out_dir.exists():
         shutil.rmtree(out_dir)  # this script's own earlier run of the same arm
-    cfg = load_config(run.preset, overrides(run, scale, init, out_dir))  # a fresh config per run
+    sets = overrides(run, scale, init, out_dir)
+    cfg = load_config(run.preset, sets)  # a fresh config per run
     print(f"\n=== {run.name}: {run.preset}, {run.steps} steps -> {out_dir}", flush=True)
     t = time.time()
     summary = finetune(cfg, resume=False)
@@ -291,6 +300,7 @@ def execute(run: Run, scale: Scale, init: Path, runs_dir: Path) -> dict[str, Any
         "ci_wall_s": time.time() - t_ci,
         "wall_s": wall,
         "out_dir": str(out_dir),
+        "overrides": sets,
     }
 
 
@@ -372,7 +382,8 @@ def markdown(records: list[dict], meta: dict[str, Any]) -> str:
         f"{', quick smoke mode (not a result)' if meta['quick'] else ''}.",
         "Value = the model on the evaluation split; 95% CI = bootstrap percentile interval; "
         "baseline = the trivial predictor (label prevalence / majority answer per answer type / "
-        "most common training report) on the same split.",
+        "most common training report) on the same split. "
+        f"Report decoding: {meta['report_decoding']}.",
         "",
         *task_tables(records),
         *transfer_table(records),
@@ -411,12 +422,28 @@ def main() -> None:
     p.add_argument("--runs-dir", default="runs/downstream", help="fine-tuning run directories")
     p.add_argument("--seeds", type=int, default=3, help="seeds at the 1%% label fraction")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny data, 2 steps, 1 seed")
+    p.add_argument(
+        "--steps",
+        action="append",
+        default=[],
+        metavar="KEY=N",
+        help=f"training steps of one kind of run; keys {sorted(FULL.steps)} (repeatable)",
+    )
+    p.add_argument("--report-beams", type=int, help="beam width of report decoding")
     args = p.parse_args()
     t0 = time.time()
     init, data_dir = Path(args.init), Path(args.data_dir)
     if not (init / "checkpoints").is_dir():
         sys.exit(f"{init}/checkpoints not found: run `make demo` first")
     scale = QUICK if args.quick else FULL
+    steps = dict(scale.steps)
+    for item in args.steps:
+        key, _, n = item.partition("=")
+        if key not in steps or not n.isdigit() or int(n) < 1:
+            p.error(f"--steps {item!r}: expected KEY=N with KEY in {sorted(steps)}, N >= 1")
+        steps[key] = int(n)
+    beams = args.report_beams or scale.report_beams
+    scale = dataclasses.replace(scale, steps=steps, report_beams=beams)
     seeds = 1 if args.quick else args.seeds
     pre_cfg = yaml.safe_load((init / "config.yaml").read_text()) or {}
     pretrain_preset = str(pre_cfg.get("name", init.name))
@@ -439,6 +466,7 @@ def main() -> None:
         "torch": env["torch"],
         "quick": args.quick,
         "synth_s": synth_s,
+        "report_decoding": "greedy" if beams == 1 else f"beam search, {beams} beams",
     }
     records = []
     for run in plan(scale, seeds, data_dir):
