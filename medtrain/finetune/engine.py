@@ -1,22 +1,15 @@
-"""DeepSpeed engine of a fine-tuning run: train/engine.build_engine's set-up (AdamW, warmup +
-cosine, the run's DeepSpeed JSON: ZeRO stage, bf16, clipping) with per-group learning rates:
-backbone at train.lr, head at train.lr x finetune.head_lr_mult (LambdaLR scales each group's own
-initial lr, so the schedule shapes both). Linear probe: only the head's group exists.
-
-TODO(train/engine): build_engine could take `groups` itself; this mirrors it until then.
+"""AdamW parameter groups of a fine-tuning run for train/engine.build_engine(groups=...):
+backbone at train.lr, head at train.lr x finetune.head_lr_mult (the warmup + cosine LambdaLR
+scales each group's own initial lr, so the schedule shapes both). Linear probe: only the head's
+groups exist.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import deepspeed
 import torch
 from torch import nn
-
-from medtrain.train.config import TrainConfig
-from medtrain.train.engine import deepspeed_config
-from medtrain.train.schedule import warmup_cosine
 
 
 def finetune_groups(
@@ -37,32 +30,3 @@ def finetune_groups(
             if ps:
                 out.append({"params": ps, "weight_decay": decay, "lr": group_lr, "name": key})
     return out
-
-
-def build_finetune_engine(
-    model: nn.Module,
-    groups: list[dict[str, Any]],
-    cfg: TrainConfig,
-    world_size: int,
-    overrides: dict[str, Any] | None = None,
-):
-    """-> (engine, optimizer, scheduler), as train.engine.build_engine with explicit groups."""
-    if cfg.precision == "bf16":
-        model.to(torch.bfloat16)
-    opt = torch.optim.AdamW(
-        groups,
-        lr=cfg.lr,
-        betas=tuple(cfg.betas),
-        eps=cfg.eps,
-        fused=torch.cuda.is_available() or None,
-    )
-    sched = warmup_cosine(
-        opt, total=cfg.steps, warmup_fraction=cfg.warmup_fraction, min_ratio=cfg.min_lr_ratio
-    )
-    engine, opt, _, sched = deepspeed.initialize(
-        model=model,
-        optimizer=opt,
-        lr_scheduler=sched,
-        config=deepspeed_config(cfg, world_size, overrides),
-    )
-    return engine, opt, sched

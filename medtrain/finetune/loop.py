@@ -29,11 +29,11 @@ from deepspeed.accelerator import get_accelerator
 from medtrain.config import ConfigError, RunConfig, dump_config
 from medtrain.finetune.backbone import load_backbone
 from medtrain.finetune.data import TrainStream, label_fraction, load_split, to_device
-from medtrain.finetune.engine import build_finetune_engine, finetune_groups
+from medtrain.finetune.engine import finetune_groups
 from medtrain.finetune.evaluate import evaluate_split
 from medtrain.finetune.tasks import TASKS
 from medtrain.train.checkpoint import CheckpointStore
-from medtrain.train.engine import init_distributed, resolve_precision
+from medtrain.train.engine import build_engine, init_distributed, resolve_precision
 from medtrain.train.errors import TrainingDiverged
 from medtrain.train.guard import StepGuard, weights_finite
 from medtrain.train.loop import note_text_path, seed_everything
@@ -89,8 +89,12 @@ class FinetuneTrainer:
             train.weight_decay,
         )
         found = self.store.find() if resume else None
-        self.engine, _, _ = build_finetune_engine(
-            self.model, groups, train, self.world, overrides=self.store.ds_config_overrides(found)
+        self.engine, _, _ = build_engine(
+            self.model,
+            train,
+            self.world,
+            overrides=self.store.ds_config_overrides(found),
+            groups=groups,
         )
         self.dtype = torch.bfloat16 if train.precision == "bf16" else torch.float32
         self.step, client, self.rank_state = 0, None, None

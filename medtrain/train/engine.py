@@ -124,16 +124,23 @@ def deepspeed_config(
 
 
 def build_engine(
-    model: nn.Module, cfg: TrainConfig, world_size: int, overrides: dict[str, Any] | None = None
+    model: nn.Module,
+    cfg: TrainConfig,
+    world_size: int,
+    overrides: dict[str, Any] | None = None,
+    *,
+    groups: list[dict[str, Any]] | None = None,
 ):
     """-> (engine, optimizer, scheduler). Optimizer: torch AdamW (fused kernel on CUDA).
-    `overrides` are merged into the DeepSpeed JSON (e.g. the checkpoint store's)."""
+    `overrides` are merged into the DeepSpeed JSON (e.g. the checkpoint store's). `groups`:
+    explicit AdamW parameter groups (own lr / weight decay each; fine-tuning's backbone and head),
+    default `param_groups(model, cfg.weight_decay)`; the schedule scales each group's own lr."""
     if cfg.precision == "bf16":
         # DeepSpeed casts parameters only; floating buffers (Swin's shifted-window attention mask)
         # must follow or attention mixes fp32 and bf16.
         model.to(torch.bfloat16)
     opt = torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay),
+        groups if groups is not None else param_groups(model, cfg.weight_decay),
         lr=cfg.lr,
         betas=tuple(cfg.betas),
         eps=cfg.eps,
