@@ -16,6 +16,26 @@ if not os.path.exists("/dev/nvidia0") and "TRITON_INTERPRET" not in os.environ:
     os.environ["TRITON_INTERPRET"] = "1"
 
 _REPO = Path(__file__).resolve().parents[1]
+# What init_distributed() exports for a 1-process group; a subprocess must never inherit these
+# from the pytest process (it would try to host the rendezvous on a port this process holds).
+_DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_process_group_leaks_between_modules():
+    """In-process training (pretrain()/finetune() called from a test) makes a 1-process group
+    and exports RANK/MASTER_PORT; end it and restore the environment after each module."""
+    saved = {k: os.environ.get(k) for k in _DIST_ENV}
+    yield
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +66,8 @@ def tokenizer_dir(synth_mimic, tmp_path_factory, run_cli) -> Path:
 def _subprocess_env(env: dict | None = None) -> dict[str, str]:
     """os.environ with this checkout first on PYTHONPATH (plus `env`) for medtrain subprocesses."""
     path = os.pathsep.join(p for p in (str(_REPO), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "PYTHONPATH": path, **(env or {})}
+    inherited = {k: v for k, v in os.environ.items() if k not in _DIST_ENV}
+    return {**inherited, "PYTHONPATH": path, **(env or {})}
 
 
 def _run_cli(
