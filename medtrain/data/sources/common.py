@@ -9,10 +9,12 @@ import hmac
 import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from medtrain.data.config import TEXT_FALLBACK_ENCODINGS as FALLBACK_ENCODINGS
 from medtrain.data.errors import DataError
+from medtrain.data.records import Record
 
 SPLITS = ("train", "validate", "test")
 SPLIT_ALIASES = {"train": "train", "validate": "validate", "val": "validate", "test": "test"}
@@ -201,3 +203,44 @@ def vqa_entry(entry: Any, required: tuple[str, ...], where: str) -> tuple[dict[s
                 f"unknown answer_type {entry['answer_type']!r} in {where}; valid: CLOSED, OPEN",
             )
     return out, ""
+
+
+def vqa_record(
+    fields: dict[str, str],
+    image_name: str,
+    *,
+    split: str,
+    folder: Path,
+    where: str,
+    skip: SkipLog,
+    seen: set[str],
+    keep: set[str] | None = None,
+) -> Record | None:
+    """The Record of one VQA entry (fields from vqa_entry, with "qid"), or None: after a counted
+    skip (a qid seen before in the file, an image name leaving `folder` (resolved), a missing
+    image file), or quietly when `split` is not in `keep`. Repeats are checked before the split
+    filter, so each split read alone keeps the same first occurrence."""
+    qid = fields["qid"]
+    if qid in seen:
+        skip(qid, f"repeated qid {qid} in {where}")
+        return None
+    seen.add(qid)
+    if keep is not None and split not in keep:
+        return None
+    image = (folder / image_name).resolve()
+    if not image.is_relative_to(folder):
+        skip(qid, f"image name {image_name!r} leaves {folder} ({where})")
+        return None
+    if not image.is_file():
+        skip(qid, f"missing image {image}")
+        return None
+    return Record(
+        id=qid,
+        image_path=image,
+        split=split,
+        study_id=image_name,
+        subject_id=image_name,
+        question=fields["question"],
+        answer=fields["answer"],
+        answer_type=fields["answer_type"],
+    )

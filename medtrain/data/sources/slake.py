@@ -18,7 +18,14 @@ from pathlib import Path
 
 from medtrain.data.errors import DataError
 from medtrain.data.records import Record
-from medtrain.data.sources.common import SPLITS, SkipLog, load_json_list, normalize_split, vqa_entry
+from medtrain.data.sources.common import (
+    SPLITS,
+    SkipLog,
+    load_json_list,
+    normalize_split,
+    vqa_entry,
+    vqa_record,
+)
 
 FILES = {"train": "train.json", "validate": "validate.json", "test": "test.json"}
 IMAGE_DIR = "imgs"
@@ -56,25 +63,14 @@ def iter_slake(
                 continue
             if fields["q_lang"].lower() != "en":
                 continue  # the Chinese half of SLAKE: filtered, not an error
-            qid, name = fields["qid"], fields["img_name"]
-            if qid in seen:
-                skip(qid, f"repeated qid {qid} in {where}")
-                continue
-            seen.add(qid)
-            image = (folder / name).resolve()
-            if not image.is_relative_to(folder):
-                skip(qid, f"image name {name!r} leaves {folder} ({where})")
-                continue
-            if not image.is_file():
-                skip(qid, f"missing image {image}")
-                continue
-            yield Record(
-                id=qid,
-                image_path=image,
+            record = vqa_record(
+                fields,
+                fields["img_name"],
                 split=split,
-                study_id=name,
-                subject_id=name,
-                question=fields["question"],
-                answer=fields["answer"],
-                answer_type=fields["answer_type"],
+                folder=folder,
+                where=where,
+                skip=skip,
+                seen=seen,
             )
+            if record is not None:
+                yield record

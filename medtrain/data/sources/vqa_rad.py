@@ -27,6 +27,7 @@ from medtrain.data.sources.common import (
     load_json_list,
     normalize_split,
     vqa_entry,
+    vqa_record,
 )
 
 JSON_NAME = "VQA_RAD Dataset Public.json"
@@ -86,28 +87,10 @@ def iter_vqa_rad(
         if reason:
             skip(where, reason)
             continue
-        qid, name = fields["qid"], fields["image_name"]
-        if qid in seen:
-            skip(qid, f"repeated qid {qid} in {where}")
-            continue
-        seen.add(qid)
+        name = fields["image_name"]
         split = "test" if fields["phrase_type"].lower().startswith("test") else image_split(name)
-        if keep is not None and split not in keep:
-            continue
-        image = (folder / name).resolve()
-        if not image.is_relative_to(folder):
-            skip(qid, f"image name {name!r} leaves {folder} ({where})")
-            continue
-        if not image.is_file():
-            skip(qid, f"missing image {image}")
-            continue
-        yield Record(
-            id=qid,
-            image_path=image,
-            split=split,
-            study_id=name,
-            subject_id=name,
-            question=fields["question"],
-            answer=fields["answer"],
-            answer_type=fields["answer_type"],
+        record = vqa_record(
+            fields, name, split=split, folder=folder, where=where, skip=skip, seen=seen, keep=keep
         )
+        if record is not None:
+            yield record
