@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
-from deepspeed.accelerator import get_accelerator
 
 from medtrain.config import ConfigError, RunConfig, dump_config
 from medtrain.finetune.backbone import load_backbone
@@ -33,7 +31,7 @@ from medtrain.finetune.engine import finetune_groups
 from medtrain.finetune.evaluate import evaluate_split
 from medtrain.finetune.tasks import TASKS
 from medtrain.train.checkpoint import CheckpointStore
-from medtrain.train.engine import build_engine, init_distributed, resolve_precision
+from medtrain.train.engine import build_engine, init_distributed, resolve_run_precision
 from medtrain.train.errors import TrainingDiverged
 from medtrain.train.guard import StepGuard, weights_finite
 from medtrain.train.loop import note_text_path, seed_everything
@@ -122,30 +120,16 @@ class FinetuneTrainer:
         self.logger = MetricsLogger(
             self.out, enabled=self.rank == 0, resumed_step=self.resumed_step
         )
-        self.guard = StepGuard(
-            max_bad_steps=train.max_bad_steps,
-            spike_window=train.spike_window,
-            spike_zscore=train.spike_zscore,
-            device=self.engine.device,
-            spikes_file=self.out / "spikes.jsonl",
-            rank=self.rank,
+        self.guard = StepGuard.for_run(
+            self.cfg.train, device=self.engine.device, out_dir=self.out, rank=self.rank
         )
         self.guard.install(self.engine.optimizer)
         self.saved_step = -1
 
     def _resolve_precision(self, resume: bool) -> None:
-        """As the pretraining Trainer: "auto" once per run; a resumed run keeps its config's."""
-        train = self.cfg.train
-        if train.precision != "auto":
-            return
-        saved, before = self.out / "config.yaml", None
-        if resume and saved.is_file():
-            before = (yaml.safe_load(saved.read_text()) or {}).get("train", {}).get("precision")
-        if before in ("bf16", "fp32"):
-            train.precision, why = before, "as the run being resumed"
-        else:
-            train.precision, why = resolve_precision("auto", get_accelerator().device_name())
-        self._say(f"train.precision=auto -> {train.precision} ({why})")
+        note = resolve_run_precision(self.cfg.train, self.out, resume=resume)
+        if note:
+            self._say(note)
 
     def _say(self, msg: str) -> None:
         if self.rank == 0:

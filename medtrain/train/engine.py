@@ -12,6 +12,8 @@ from typing import Any
 
 import deepspeed
 import torch
+import yaml
+from deepspeed.accelerator import get_accelerator
 from torch import nn
 
 from medtrain.train.config import TrainConfig
@@ -61,6 +63,22 @@ def resolve_precision(precision: str, device_type: str) -> tuple[str, str]:
         return precision, "set explicitly"
     why = bf16_unsupported(device_type)
     return ("bf16", f"native bf16 on {device_type}") if why is None else ("fp32", why)
+
+
+def resolve_run_precision(train: TrainConfig, out_dir: Path, *, resume: bool) -> str | None:
+    """Set train.precision "auto" -> bf16 | fp32 once per run; a resumed run keeps what its
+    config.yaml in `out_dir` recorded (its checkpoints hold that precision's optimizer state).
+    Returns the line to print, or None when the precision was set explicitly."""
+    if train.precision != "auto":
+        return None
+    saved, before = out_dir / "config.yaml", None
+    if resume and saved.is_file():
+        before = (yaml.safe_load(saved.read_text()) or {}).get("train", {}).get("precision")
+    if before in ("bf16", "fp32"):
+        train.precision, why = before, "as the run being resumed"
+    else:
+        train.precision, why = resolve_precision("auto", get_accelerator().device_name())
+    return f"train.precision=auto -> {train.precision} ({why})"
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -91,6 +91,18 @@ class StepGuard:
         self._grads_checked = False  # before_step saw this step's grads (ZeRO-0 param.grad)
         self._holder: Any = None
 
+    @classmethod
+    def for_run(cls, train: Any, *, device: Any, out_dir: Path, rank: int) -> StepGuard:
+        """The guard of a training run from its TrainConfig; spikes go to out_dir/spikes.jsonl."""
+        return cls(
+            max_bad_steps=train.max_bad_steps,
+            spike_window=train.spike_window,
+            spike_zscore=train.spike_zscore,
+            device=device,
+            spikes_file=out_dir / "spikes.jsonl",
+            rank=rank,
+        )
+
     # ---------------------------------------------------------------- the optimizer gate
 
     def install(self, optimizer: Any) -> None:

@@ -24,8 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
-from deepspeed.accelerator import get_accelerator
 from torch.utils.flop_counter import FlopCounterMode
 
 from medtrain.config import ConfigError, RunConfig, dump_config
@@ -39,7 +37,7 @@ from medtrain.eval.runner import evaluate
 from medtrain.losses import compute_losses
 from medtrain.models.medvlp import MedVLP, count_parameters
 from medtrain.train.checkpoint import CheckpointStore
-from medtrain.train.engine import build_engine, init_distributed, resolve_precision
+from medtrain.train.engine import build_engine, init_distributed, resolve_run_precision
 from medtrain.train.errors import TrainingDiverged
 from medtrain.train.guard import StepGuard, weights_finite
 from medtrain.train.metrics import MetricsLogger, peak_memory_gb
@@ -176,13 +174,8 @@ class Trainer:
         )
         self.flops_per_micro, self.flops_counted = 0.0, False
         train = cfg.train
-        self.guard = StepGuard(
-            max_bad_steps=train.max_bad_steps,
-            spike_window=train.spike_window,
-            spike_zscore=train.spike_zscore,
-            device=self.engine.device,
-            spikes_file=self.out / "spikes.jsonl",
-            rank=self.rank,
+        self.guard = StepGuard.for_run(
+            self.cfg.train, device=self.engine.device, out_dir=self.out, rank=self.rank
         )
         self.guard.install(self.engine.optimizer)
         self.watchdog = Watchdog(
@@ -195,20 +188,9 @@ class Trainer:
         self.saved_step = -1  # the step of the newest checkpoint this process wrote
 
     def _resolve_precision(self, resume: bool) -> None:
-        """train.precision "auto" -> bf16 | fp32, once per run: a resumed run keeps what its
-        config.yaml recorded (its checkpoints hold that precision's optimizer state)."""
-        train = self.cfg.train
-        if train.precision != "auto":
-            return
-        saved = self.out / "config.yaml"
-        before = None
-        if resume and saved.is_file():
-            before = (yaml.safe_load(saved.read_text()) or {}).get("train", {}).get("precision")
-        if before in ("bf16", "fp32"):
-            train.precision, why = before, "as the run being resumed"
-        else:
-            train.precision, why = resolve_precision("auto", get_accelerator().device_name())
-        self._say(f"train.precision=auto -> {train.precision} ({why})")
+        note = resolve_run_precision(self.cfg.train, self.out, resume=resume)
+        if note:
+            self._say(note)
 
     def _say(self, msg: str) -> None:
         if self.rank == 0:
