@@ -61,6 +61,19 @@ def load_records(
     listed in `skipped` as (id, reason), like the items the reader itself could not use.
     `limit` > 0 stops reading after that many usable records (the reader's order).
     """
+    return read_split(cfg, split, convert=lambda rec: record_text(rec, cfg.deid), limit=limit)
+
+
+def read_split(
+    cfg: DataConfig, split: str, *, convert: Callable[[Record], Any], limit: int = 0
+) -> tuple[list[Record], list[Any], list[tuple[str, str]]]:
+    """(records, convert(record) of each, skipped (id, reason)) of one split.
+
+    A DataError raised by `convert` skips the record with its message as the reason, beside the
+    items the reader itself could not use; the skips are logged as one line of counts. `limit`
+    > 0 stops after that many usable records. DataError when the root is missing or no record
+    is usable.
+    """
     root = Path(cfg.root)
     if not root.exists():  # a folder, or for the manifest source the manifest file itself
         raise DataError(
@@ -68,12 +81,12 @@ def load_records(
             f"`medtrain data synth --out {root}` or set data.root"
         )
     skipped: list[tuple[str, str]] = []
-    records, texts = [], []
+    records, values = [], []
     for rec in open_source(
         cfg.source, root, splits=[split], skipped=skipped, **source_options(cfg)
     ):
         try:
-            texts.append(record_text(rec, cfg.deid))
+            values.append(convert(rec))
         except DataError as e:
             skipped.append((rec.id, str(e)))
             continue
@@ -94,7 +107,7 @@ def load_records(
             f"no usable {split!r} records under {root} (source {cfg.source}); "
             f"{len(skipped)} skipped, e.g. {skipped[:3]}"
         )
-    return records, texts, skipped
+    return records, values, skipped
 
 
 SKIP_KINDS = (  # reason text -> kind, for the one-line count of a records load's skips

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,9 +27,8 @@ from torch.utils.data import DataLoader, Dataset
 from medtrain.data.config import DataConfig
 from medtrain.data.errors import DataError
 from medtrain.data.images import batch_transform, load_image
-from medtrain.data.pipeline import ResumableSampler, skip_summary
+from medtrain.data.pipeline import ResumableSampler, read_split
 from medtrain.data.records import Record
-from medtrain.data.sources import open_source, source_options
 
 log = logging.getLogger(__name__)
 
@@ -38,36 +36,15 @@ log = logging.getLogger(__name__)
 def load_split(
     data: DataConfig, split: str, keep: Callable[[Record], str | None]
 ) -> tuple[list[Record], list[tuple[str, str]]]:
-    """(records the task keeps, skipped (id, reason)) of one split; DataError when none."""
-    root = Path(data.root)
-    if not root.exists():
-        raise DataError(
-            f"data root {root} does not exist; generate demo data with `medtrain data synth` "
-            "or set data.root"
-        )
-    skipped: list[tuple[str, str]] = []
-    records = []
-    options = source_options(data)
-    for rec in open_source(data.source, root, splits=[split], skipped=skipped, **options):
+    """(records the task keeps, skipped (id, reason)) of one split; DataError when none.
+    `keep(record)` is None to keep it, else the reason it is skipped (counted and logged)."""
+
+    def check(rec: Record) -> None:
         why = keep(rec)
-        if why is None:
-            records.append(rec)
-        else:
-            skipped.append((rec.id, why))
-    if skipped:
-        log.warning(
-            "%s split %s: skipped %d records (%s), e.g. %s",
-            root,
-            split,
-            len(skipped),
-            skip_summary(skipped),
-            skipped[:3],
-        )
-    if not records:
-        raise DataError(
-            f"no usable {split!r} records under {root} (source {data.source}); "
-            f"{len(skipped)} skipped, e.g. {skipped[:3]}"
-        )
+        if why is not None:
+            raise DataError(why)
+
+    records, _, skipped = read_split(data, split, convert=check)
     return records, skipped
 
 
