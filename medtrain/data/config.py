@@ -103,7 +103,7 @@ class DataConfig:
     views: tuple[str, ...] = ("PA", "AP")  # MIMIC ViewPosition filter; () keeps all views
     train_split: str = "train"
     eval_split: str = "validate"
-    max_eval_samples: int = 512
+    max_eval_samples: int = 512  # pretraining's periodic eval; fine-tuning scores its whole split
     num_workers: int = 2
     on_bad_image: str = "skip"  # skip (log and substitute another sample) | error
     image: ImageConfig = field(default_factory=ImageConfig)
