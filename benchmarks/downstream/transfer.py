@@ -8,7 +8,8 @@ From the demo's pretrained run (`make demo` -> runs/tiny-cpu), in one process, s
 - binary pneumonia (cls task on the synthetic RSNA Pneumonia layout), pretrained, 100%;
 - VQA (finetune-vqa-cpu on the synthetic VQA-RAD layout), pretrained;
 - report generation (finetune-report-cpu on data/synth-mimic), pretrained.
-Synthetic data that is missing is generated first (seed 0, 256 px, as the Makefile's synth-mimic).
+Synthetic data that is missing is generated first (TASK_DATA: 256 px; MIMIC with seed 0 as the
+Makefile's synth-mimic, RSNA and VQA-RAD with other seeds, so pretraining saw none of their images).
 Each run gets its own directory under --runs-dir. Results: <out>/downstream_<preset>.jsonl (one
 record per run, appended) and <out>/downstream_<preset>.md (the latest invocation's tables).
 
@@ -121,7 +122,7 @@ class Run:
 
 
 # --- data ---------------------------------------------------------------------------------------
-def synth(layout: str, n: int, size: int, out: Path) -> float:
+def synth(layout: str, n: int, size: int, out: Path, seed: int = 0) -> float:
     """`medtrain data synth` into `out` unless its .done stamp exists; returns seconds spent."""
     done = out / ".done"
     if done.exists():
@@ -143,7 +144,7 @@ def synth(layout: str, n: int, size: int, out: Path) -> float:
         "--image-size",
         str(size),
         "--seed",
-        "0",
+        str(seed),
         "--out",
         str(out),
     ]
@@ -153,9 +154,20 @@ def synth(layout: str, n: int, size: int, out: Path) -> float:
     return time.time() - t
 
 
+# Synthetic data per benchmark task: (layout, folder under --data-dir, seed). A phantom's image is
+# a function of (seed, index): the RSNA and VQA cohorts take other seeds than the demo's
+# pretraining data (seed 0, the Makefile's synth-mimic), so none of their images, train or test,
+# was seen in pretraining.
+TASK_DATA = {
+    "mimic": ("mimic-cxr-jpg", "synth-mimic", 0),
+    "rsna": ("rsna-pneumonia", "synth-rsna-seed1", 1),
+    "vqa": ("vqa-rad", "synth-vqa-rad-seed2", 2),
+}
+
+
 # --- the plan -----------------------------------------------------------------------------------
 def plan(scale: Scale, seeds: int, data_dir: Path) -> list[Run]:
-    mimic, rsna, vqa = data_dir / "synth-mimic", data_dir / "synth-rsna", data_dir / "synth-vqa-rad"
+    mimic, rsna, vqa = (data_dir / TASK_DATA[k][1] for k in ("mimic", "rsna", "vqa"))
     cls = ("finetune-cls-cpu", (f"data.root={mimic}",))
     runs = []
     for frac, n_seeds in ((0.01, seeds), (0.1, 1)):
@@ -450,9 +462,11 @@ def main() -> None:
     name = f"downstream_{pretrain_preset}{'-quick' if args.quick else ''}"
     runs_dir = Path(args.runs_dir) / name.removeprefix("downstream_")
 
-    synth_s = synth("mimic-cxr-jpg", scale.n_mimic, scale.image_size, data_dir / "synth-mimic")
-    synth_s += synth("rsna-pneumonia", scale.n_rsna, scale.image_size, data_dir / "synth-rsna")
-    synth_s += synth("vqa-rad", scale.n_vqa, scale.image_size, data_dir / "synth-vqa-rad")
+    layout, folder, seed = TASK_DATA["mimic"]
+    synth_s = synth(layout, scale.n_mimic, scale.image_size, data_dir / folder, seed=seed)
+    for key, n in (("rsna", scale.n_rsna), ("vqa", scale.n_vqa)):
+        layout, folder, seed = TASK_DATA[key]
+        synth_s += synth(layout, n, scale.image_size, data_dir / folder, seed=seed)
 
     env = environment()
     meta = {
