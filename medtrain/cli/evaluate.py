@@ -1,5 +1,7 @@
 """`medtrain eval`: zero-shot evaluation of a pretraining run directory (--task zeroshot, the
-default), or evaluation of a fine-tuning run (--task cls|vqa|report: eval/<task>-<split>.*)."""
+default), or evaluation of a fine-tuning run (--task cls|vqa|report); both write
+eval/<task>-<split>.json and .md (--max-samples N: eval/<task>-<split>-first<N>.*, so a partial
+evaluation never replaces the full one)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ def _device(args: argparse.Namespace):
 
 
 def _eval_finetuned(args: argparse.Namespace) -> None:
-    from medtrain.finetune.evaluate import evaluate_run
+    from medtrain.finetune.evaluate import eval_prefix, evaluate_run
 
     device = _device(args)
     notes: list[str] = []
@@ -41,7 +43,16 @@ def _eval_finetuned(args: argparse.Namespace) -> None:
     for note in notes:
         print(note, file=sys.stderr)
     print(json.dumps({"metrics": result["metrics"], "baseline": result["baseline"]}, indent=2))
-    print(f"written to {Path(args.run) / 'eval' / f'{args.task}-{args.split}.json'}")
+    _say_written(eval_prefix(args.run, args.task, args.split, args.max_samples), args.max_samples)
+
+
+def _say_written(prefix: Path, first: int) -> None:
+    print(f"written to {prefix}.json and {prefix}.md")
+    if first:
+        print(
+            f"partial evaluation (--max-samples {first}): only the first {first} samples, "
+            f"written beside, not over, {prefix.name.removesuffix(f'-first{first}')}.json"
+        )
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -50,6 +61,7 @@ def _eval(args: argparse.Namespace) -> None:
         return
     from medtrain.data.pipeline import build_pipeline
     from medtrain.eval.runner import evaluate
+    from medtrain.finetune.evaluate import eval_prefix, zeroshot_markdown
     from medtrain.train.checkpoint import load_run
 
     device = _device(args)
@@ -70,11 +82,15 @@ def _eval(args: argparse.Namespace) -> None:
         on_device=pipeline.on_device,
         max_samples=args.max_samples,
     )
-    out = Path(args.run) / "eval" / f"zeroshot-{args.split}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(metrics, indent=2))
+    prefix = eval_prefix(args.run, "zeroshot", args.split, args.max_samples)
+    prefix.parent.mkdir(exist_ok=True)
+    Path(f"{prefix}.json").write_text(json.dumps(metrics, indent=2))
+    name = f"zeroshot on {args.split}" + (
+        f" (first {args.max_samples} samples only)" if args.max_samples else ""
+    )
+    Path(f"{prefix}.md").write_text(zeroshot_markdown(name, metrics))
     print(json.dumps(metrics, indent=2))
-    print(f"written to {out}")
+    _say_written(prefix, args.max_samples)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -91,7 +107,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--split", default="test", choices=list(SPLITS))
     ev.add_argument("--tag", default=None, help="checkpoint tag (default: latest)")
-    ev.add_argument("--max-samples", type=int, default=0)
+    ev.add_argument(
+        "--max-samples",
+        type=int,
+        default=0,
+        help="evaluate only the first N samples, written to eval/<task>-<split>-first<N>.*",
+    )
     ev.add_argument(
         "--device", default="", help="torch device, e.g. cuda:1 or cpu (default: cuda if available)"
     )

@@ -2,9 +2,10 @@
 
     medtrain score --task report|cls|vqa --pred PRED.jsonl --ref REF.jsonl [--json] [--bootstrap N]
 
-Prints a table of metrics (and notes: CE reference source, skipped labels, ignored keys); with
---json the last stdout line is one JSON object {metric: value}. Line formats: see
-medtrain/eval/metrics/score.py. Heavy imports (sklearn, pycocoevalcap) happen in the command.
+Prints a table of metrics (and notes: how CE was computed, left-out findings, skipped labels,
+ignored keys); with --json the last stdout line is one JSON object {metric: value}.
+Line formats: see medtrain/eval/metrics/score.py. Heavy imports (sklearn, pycocoevalcap)
+happen in the command.
 """
 
 from __future__ import annotations

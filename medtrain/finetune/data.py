@@ -5,8 +5,12 @@
 - label_fraction: the training subset of finetune.label_fraction, sampled by patient
   (subject_id; the record id where a source has none) with finetune.fraction_seed: at least one
   patient, deterministic, the same subset in every arm of a comparison.
-- TaskDataset: index -> the task's item dict (image decoded with data.image); a bad image is
-  skipped and the next record substituted (data.on_bad_image=skip), as PairDataset does.
+- read_train: the training records of a run, read the one way the loop and `medtrain eval` both
+  use (task.keep before the task's state; fit_vocab or task.json; then label_fraction).
+- TaskDataset: index -> the task's item dict (image decoded with data.image). Training: a bad
+  image is skipped and the next record substituted (data.on_bad_image=skip), as PairDataset does.
+  Evaluation (for_evaluation()): an unreadable record gives an Unreadable marker instead, which
+  EvalBatches leaves out and counts, so every prediction id is a record's own and occurs once.
 - TrainStream: endless micro-batches for one rank, resumable (position = epoch, micro-batch).
   A training set smaller than one global batch (1% of a small data set) is repeated within an
   epoch (index i -> i mod n) until it fills one: every sample is seen once or more per epoch,
@@ -18,7 +22,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -29,6 +33,10 @@ from medtrain.data.errors import DataError
 from medtrain.data.images import batch_transform, load_image
 from medtrain.data.pipeline import ResumableSampler, read_split
 from medtrain.data.records import Record
+
+if TYPE_CHECKING:
+    from medtrain.config import RunConfig
+    from medtrain.finetune.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +67,35 @@ def label_fraction(records: Sequence[Record], fraction: float, seed: int) -> lis
     return [r for r in records if (r.subject_id or r.id) in chosen]
 
 
+def read_train(
+    cfg: RunConfig, task: Task, state: dict[str, Any] | None = None
+) -> tuple[list[Record], list[Record]]:
+    """(the whole training split the task keeps, the finetune.label_fraction subset trained on).
+
+    `task` must not have its state yet: the split is read with task.keep first (for cls: any
+    label at all, not only one of the fitted label set), then the task gets `state` (task.json:
+    resume, `medtrain eval`) or fits its vocabulary on the whole split. The fine-tuning loop and
+    `medtrain eval` read it this one way, so an evaluation re-run samples the same patients and
+    scores the same baseline as the run's own final evaluation."""
+    ft, data = cfg.finetune, cfg.data
+    all_train, _ = load_split(data, data.train_split, task.keep)
+    if state is not None:
+        task.load_state(state)
+    else:
+        task.fit_vocab(all_train)
+    return all_train, label_fraction(all_train, ft.label_fraction, ft.fraction_seed)
+
+
+class Unreadable(NamedTuple):
+    """What an evaluation TaskDataset yields for a record whose image cannot be read."""
+
+    id: str
+    reason: str
+
+
 class TaskDataset(Dataset):
-    """Index -> make_item(record, pixel_values (1, S, S)); bad images skipped (substituted)."""
+    """Index -> make_item(record, pixel_values (1, S, S)). Bad images: substituted by the next
+    record's (training), or an Unreadable marker (for_evaluation())."""
 
     def __init__(
         self,
@@ -68,14 +103,23 @@ class TaskDataset(Dataset):
         data: DataConfig,
         image_size: int,
         make_item: Callable[[Record, torch.Tensor], dict[str, Any]],
+        *,
+        substitute: bool = True,
     ) -> None:
         self.records, self.data, self.size = list(records), data, image_size
-        self.make_item = make_item
+        self.make_item, self.substitute = make_item, substitute
+
+    def for_evaluation(self) -> TaskDataset:
+        """The same records without substitution: a substituted image would predict one record
+        twice under two ids (or one id twice), and the scorer rejects repeated ids."""
+        return TaskDataset(self.records, self.data, self.size, self.make_item, substitute=False)
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, idx: int) -> dict[str, Any]:
+    def __getitem__(self, idx: int) -> dict[str, Any] | Unreadable:
+        if not self.substitute:
+            return self._own(self.records[idx])
         for attempt in range(len(self.records)):
             rec = self.records[(idx + attempt) % len(self.records)]
             try:
@@ -87,6 +131,16 @@ class TaskDataset(Dataset):
                 continue
             return self.make_item(rec, pixels)
         raise DataError(f"no readable image among {len(self.records)} records")
+
+    def _own(self, rec: Record) -> dict[str, Any] | Unreadable:
+        """rec's item, or Unreadable(rec.id, why) (data.on_bad_image=error: the DataError)."""
+        try:
+            pixels = load_image(rec.image_path, self.size, self.data.image, rec.image_kind)
+        except DataError as e:
+            if self.data.on_bad_image == "error":
+                raise
+            return Unreadable(rec.id, str(e))
+        return self.make_item(rec, pixels)
 
 
 class _Repeated(Dataset):
@@ -159,10 +213,32 @@ class TrainStream:
             self.epoch, self.micro = self.epoch + 1, 0
 
 
-def eval_loader(
-    dataset: Dataset, batch_size: int, collate: Callable[[list[dict[str, Any]]], dict[str, Any]]
-) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+class EvalBatches:
+    """Batches of an evaluation dataset in record order; Unreadable items are left out of the
+    batches and listed in .skipped as (id, reason) once iterated (a batch with none left is
+    not yielded)."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        collate: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    ) -> None:
+        self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=list)
+        self.collate = collate
+        self.skipped: list[tuple[str, str]] = []
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self.skipped = []
+        for items in self.loader:
+            good = []
+            for item in items:
+                if isinstance(item, Unreadable):
+                    self.skipped.append((item.id, item.reason))
+                else:
+                    good.append(item)
+            if good:
+                yield self.collate(good)
 
 
 def to_device(

@@ -26,7 +26,7 @@ import torch
 
 from medtrain.config import ConfigError, RunConfig, dump_config
 from medtrain.finetune.backbone import load_backbone
-from medtrain.finetune.data import TrainStream, label_fraction, load_split, to_device
+from medtrain.finetune.data import TrainStream, load_split, read_train, to_device
 from medtrain.finetune.engine import finetune_groups
 from medtrain.finetune.evaluate import evaluate_split
 from medtrain.finetune.tasks import TASKS
@@ -60,16 +60,12 @@ class FinetuneTrainer:
         backbone, self.tokenizer, _ = load_backbone(cfg)  # sets cfg.model from the init run
         self.task = TASKS[cfg.finetune.task](cfg, self.tokenizer)
         ft, data = cfg.finetune, cfg.data
-        all_train, _ = load_split(data, data.train_split, self.task.keep)
         # The label / answer set is the task's schema, from the whole training split (equal for
         # every label fraction and seed, so their metrics cover the same labels); the fraction
-        # limits the labelled examples the run trains on.
+        # limits the labelled examples the run trains on. A resumed run keeps its task.json.
         task_json = self.out / "task.json"
-        if resume and task_json.is_file():
-            self.task.load_state(json.loads(task_json.read_text()))
-        else:
-            self.task.fit_vocab(all_train)
-        self.train_records = label_fraction(all_train, ft.label_fraction, ft.fraction_seed)
+        state = json.loads(task_json.read_text()) if resume and task_json.is_file() else None
+        _, self.train_records = read_train(cfg, self.task, state)
         self.eval_records, _ = load_split(data, ft.eval_split, self.task.keep)
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -226,28 +222,48 @@ class FinetuneTrainer:
             self._write_summary({"status": "diverged", "error": str(e)}, t0, 0.0)
             raise TrainingDiverged(f"{e}; checkpoints: {self.ckpt_dir}") from None
         wall = time.time() - t0
-        result = None
-        if self.rank == 0:
-            result = evaluate_split(
-                self.task,
-                engine.module,
-                self.train_records,
-                self.eval_records,
-                self.cfg.finetune.eval_split,
-                self.out,
-                batch_size=max(train.micro_batch_size, 1),
-            )
-            self.logger.log(
-                self.step,
-                {f"eval/{k}": v for k, v in result["metrics"].items() if isinstance(v, float)},
-                echo=False,
-            )
-        torch.distributed.barrier()
+        result, failed = self._final_eval()
+        if failed is not None:  # every rank: rank 0 re-raises its own error, the others say why
+            self.logger.close()
+            self._write_summary({"status": "eval_failed", "error": str(failed)}, t0, wall)
+            if isinstance(failed, BaseException):
+                raise failed
+            raise RuntimeError(f"the final evaluation failed on rank 0: {failed}")
         self.logger.close()
         summary = self._write_summary({"status": "completed"}, t0, wall)
         if result is not None:
             summary["eval"] = result
         return summary
+
+    def _final_eval(self) -> tuple[dict[str, Any] | None, BaseException | str | None]:
+        """Rank 0 evaluates; its failure is broadcast instead of leaving the other ranks at a
+        barrier until the process-group timeout. -> (eval JSON on rank 0, None) on success;
+        (None, the exception) on rank 0 and (None, its message) elsewhere on failure."""
+        result, error = None, None
+        if self.rank == 0:
+            try:
+                result = evaluate_split(
+                    self.task,
+                    self.engine.module,
+                    self.train_records,
+                    self.eval_records,
+                    self.cfg.finetune.eval_split,
+                    self.out,
+                    batch_size=max(self.cfg.train.micro_batch_size, 1),
+                )
+                self.logger.log(
+                    self.step,
+                    {f"eval/{k}": v for k, v in result["metrics"].items() if isinstance(v, float)},
+                    echo=False,
+                )
+            except Exception as e:  # noqa: BLE001 -- shared with every rank, then re-raised
+                error = e
+        message = [None if error is None else f"{type(error).__name__}: {error}"]
+        # also the end-of-run barrier
+        torch.distributed.broadcast_object_list(message, src=0, device=self.engine.device)
+        if message[0] is None:
+            return result, None
+        return None, error if error is not None else message[0]
 
     def _write_summary(self, extra: dict[str, Any], t0: float, wall: float) -> dict[str, Any]:
         ft = self.cfg.finetune

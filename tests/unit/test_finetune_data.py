@@ -92,3 +92,38 @@ def test_stream_resumes_at_its_position():
     t.restore(state)
     assert [b.tolist() for b, _ in zip(t.batches(), range(4), strict=False)] == after
     assert sorted(sum(seen[:5], [])) == list(range(20))  # one epoch sees every sample once
+
+
+def test_read_train_keeps_with_the_pre_state_rule_as_the_loop_does(monkeypatch):
+    """`medtrain eval` and the loop read the training split the same way: task.keep before the
+    task has its state. cls's keep after load_state is stricter (a usable label of the fitted
+    set); reading after it would drop the Fracture-only patients and sample another subset."""
+    import medtrain.finetune.data as fdata
+    from medtrain.config import RunConfig
+    from medtrain.finetune.config import FinetuneConfig
+    from medtrain.finetune.tasks.cls import ClsTask
+
+    def rec(i: int, labels: dict) -> Record:
+        return Record(id=f"r{i}", image_path=Path("x.png"), subject_id=f"p{i}", labels=labels)
+
+    split = [rec(i, {"Edema": float(i % 2)}) for i in range(6)]
+    split += [rec(i, {"Edema": None, "Fracture": 0.0}) for i in range(6, 12)]  # no usable Edema
+
+    def fake_load_split(data, name, keep):
+        assert name == "train"
+        return [r for r in split if keep(r) is None], []
+
+    monkeypatch.setattr(fdata, "load_split", fake_load_split)
+    cfg = RunConfig()
+    cfg.finetune = FinetuneConfig(label_fraction=0.5, fraction_seed=3)
+    fitted = ClsTask(cfg, None)
+    all_fit, train_fit = fdata.read_train(cfg, fitted)  # a new run: fit_vocab
+    assert fitted.labels == ["Edema"] and [r.id for r in all_fit] == [r.id for r in split]
+    evaluated = ClsTask(cfg, None)
+    all_ev, train_ev = fdata.read_train(cfg, evaluated, fitted.state())  # `medtrain eval`
+    assert evaluated.labels == ["Edema"]
+    assert all_ev == all_fit and train_ev == train_fit
+    assert train_ev == label_fraction(split, 0.5, 3)  # 6 of the 12 patients
+    # what reading after load_state (the old `medtrain eval` order) would have sampled instead
+    strict = [r for r in split if evaluated.keep(r) is None]
+    assert len(strict) == 6 and label_fraction(strict, 0.5, 3) != train_ev

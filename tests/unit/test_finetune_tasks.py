@@ -258,3 +258,37 @@ def test_blank_as_negative_when_configured():
     task.fit_vocab(recs)
     assert task.labels == ["Support Devices"]
     assert task.references(recs)[1] == {"id": "r1", "labels": {"Support Devices": 0}}
+
+
+@pytest.mark.parametrize("pool", ["mean", "cls"])
+def test_vqa_fusion_none_reads_the_pretraining_text_pooling(pool, tiny_cfg, vocab_size):
+    """fusion none: the head's text half is pool_text(question states, model.text_pool), the
+    embedding pretraining contrasted, not always the [CLS] state."""
+    from medtrain.models.downstream.vqa import VqaModel
+    from medtrain.models.heads import pool_text
+    from medtrain.models.medvlp import MedVLP
+
+    cfg = tiny_cfg("none")
+    cfg.text_pool = pool
+    torch.manual_seed(0)
+    model = VqaModel(MedVLP(cfg, vocab_size), 3, dropout=0.0).eval()
+    pixels = torch.randn(2, 1, 64, 64)
+    ids = torch.randint(5, vocab_size, (2, 6))
+    ids[:, 0] = 2
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    c_img = model.backbone.vision.out_dim
+    with torch.no_grad():
+        feats = model.features(pixels, ids, mask)  # (2, Cv + Ct)
+        hidden = model.backbone.text(ids, mask)  # (2, L, Ct)
+        changed = ids.clone()
+        changed[:, 2] = (changed[:, 2] + 1 - 5) % (vocab_size - 5) + 5  # a non-CLS token
+        feats2 = model.features(pixels, changed, mask)
+        hidden2 = model.backbone.text(changed, mask)
+    want = (
+        hidden[:, 0] if pool == "cls" else (hidden * mask[..., None]).sum(1) / mask.sum(1)[:, None]
+    )
+    torch.testing.assert_close(feats[:, c_img:], want)
+    torch.testing.assert_close(feats[:, c_img:], pool_text(hidden, mask, pool))
+    torch.testing.assert_close(feats2[:, c_img:], pool_text(hidden2, mask, pool))
+    assert not torch.allclose(feats[:, c_img:], feats2[:, c_img:])  # the head input moved
+    torch.testing.assert_close(feats[:, :c_img], feats2[:, :c_img])  # the image half did not

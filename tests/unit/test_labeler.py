@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from medtrain.data.labels import CHEXPERT_LABELS
-from medtrain.eval.metrics.labeler import ce_metrics, label_report
+from medtrain.eval.metrics.labeler import ce_metrics, ce_report, ce_scores, label_report
 
 P, N, U = 1.0, 0.0, -1.0
 AT, CM, CO, ED = "Atelectasis", "Cardiomegaly", "Consolidation", "Edema"
@@ -98,6 +98,14 @@ HAND: list[tuple[str, dict[str, float | None]]] = [
     ("Tiny left apical pneumothorax, new since prior.", {PTX: P}),
     ("Large right effusion with adjacent compressive atelectasis.", {PE: P, AT: P}),
     ("No focal airspace disease.", {LO: N}),
+    # "and" + article / size / severity word starts a new statement; a bare "and" or "or" list
+    # keeps the negation
+    ("No pneumothorax and a large left effusion.", {PTX: N, PE: P}),
+    ("No effusion and moderate cardiomegaly.", {PE: N, CM: P}),
+    ("No focal consolidation and new small right effusion.", {CO: N, PE: P}),
+    ("No pneumothorax and no effusion.", {PTX: N, PE: N}),
+    ("No effusion or pneumothorax.", {PE: N, PTX: N}),
+    ("No pneumothorax and effusion.", {PTX: N, PE: N}),
 ]
 HAND_THRESHOLD = 0.95  # measured 1.00 on this set (see the module's report in the PR)
 SYNTH_EXACT_THRESHOLD = 0.97  # measured on 300 synthetic reports
@@ -148,6 +156,16 @@ def test_synthetic_ground_truth_agreement() -> None:
     assert min(per.values()) >= 0.85, per
 
 
+def test_and_ends_negation_only_before_a_new_statement() -> None:
+    """The cases of the hand-written set that hinge on "and", each checked exactly."""
+    assert label_report("No pneumothorax and a large left effusion.")[PE] == P
+    assert label_report("No pneumothorax and the left effusion is larger.")[PE] == P
+    assert label_report("Possible effusion and a small pneumothorax.")[PTX] == P
+    for text in ("No pneumothorax and no effusion.", "No pneumothorax and effusion."):
+        got = label_report(text)
+        assert (got[PTX], got[PE], got[NF]) == (N, N, P), text
+
+
 def test_no_finding_and_shape() -> None:
     got = label_report("Endotracheal tube in place. No effusion.")
     assert set(got) == set(CHEXPERT_LABELS)
@@ -155,20 +173,42 @@ def test_no_finding_and_shape() -> None:
     assert label_report("Possible small effusion.")[NF] is None
 
 
-def test_ce_metrics_values() -> None:
-    preds = {"a": "Small left effusion. Cardiomegaly.", "b": "No effusion.", "c": "Pneumothorax."}
+def test_ce_scores_values_and_left_out() -> None:
+    texts = {"a": "Small left effusion. Cardiomegaly.", "b": "No effusion.", "c": "Pneumothorax."}
+    preds = {k: label_report(v) for k, v in texts.items()}
     refs = {
         "a": {PE: P, CM: U},  # uncertain counts as negative
         "b": {PE: P},
         "c": {PTX: P},
     }
-    m = ce_metrics(preds, refs)
+    m, left_out = ce_scores(preds, refs)
     # predicted positives: a: PE, CM, ECM; c: PTX; No Finding is None for a/c, P for b.
     # tp: a PE, c PTX = 2; fp: a CM, a ECM, b NF = 3; fn: b PE = 1
     assert m["ce/precision"] == pytest.approx(2 / 5)
     assert m["ce/recall"] == pytest.approx(2 / 3)
     assert m["ce/f1"] == pytest.approx(2 * (2 / 5) * (2 / 3) / (2 / 5 + 2 / 3))
     assert m[f"ce/{PE}/f1"] == pytest.approx(2 / 3)
-    assert m[f"ce/{PTX}/f1"] == 1.0 and m[f"ce/{CM}/f1"] == 0.0 and m[f"ce/{FX}/f1"] == 0.0
+    assert m[f"ce/{PTX}/f1"] == 1.0 and m[f"ce/{CM}/f1"] == 0.0 and m[f"ce/{NF}/f1"] == 0.0
+    # findings positive on neither side have no per-finding key and are listed instead
+    shown = {PE, PTX, CM, ECM, NF}
+    assert left_out == [n for n in CHEXPERT_LABELS if n not in shown]
+    assert {k for k in m if k.count("/") == 2} == {f"ce/{n}/f1" for n in shown}
+    micro, none_out = ce_scores(preds, refs, prefix="x", per_finding=False)
+    assert set(micro) == {"x/precision", "x/recall", "x/f1"} and none_out == left_out
+    assert micro["x/f1"] == m["ce/f1"]
     with pytest.raises(ValueError, match="1 reports without a prediction"):
-        ce_metrics({}, {"x": {}})
+        ce_scores({}, {"x": {}})
+
+
+def test_ce_metrics_labels_both_texts() -> None:
+    """ce_metrics reads the reference TEXT with the same labeler as the generated text."""
+    preds = {"a": "No pneumothorax and a large left effusion.", "b": "Heart size is normal."}
+    refs = {"a": "Large left pleural effusion. No pneumothorax.", "b": "The heart is enlarged."}
+    m, left_out = ce_report(preds, refs)
+    # a: PE on both sides (tp); b: ref CM + ECM positive (2 fn), pred NF positive (fp)
+    assert (m["ce/precision"], m["ce/recall"]) == pytest.approx((1 / 2, 1 / 3))
+    assert m[f"ce/{PE}/f1"] == 1.0 and m[f"ce/{CM}/f1"] == 0.0 and m[f"ce/{NF}/f1"] == 0.0
+    assert FX in left_out and f"ce/{FX}/f1" not in m and PTX in left_out
+    assert ce_metrics(preds, refs) == m
+    with pytest.raises(ValueError, match="1 reports without a prediction"):
+        ce_metrics({}, {"x": "No effusion."})

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from medtrain.eval.metrics.auc import auc_report, auc_scores, rank_auc, roc_png
+from medtrain.eval.metrics.auc import (
+    _bootstrap_draws,
+    auc_report,
+    auc_scores,
+    rank_auc,
+    roc_png,
+)
 
 
 def _data(n: int, seed: int, labels=("A", "B", "C")):
@@ -78,3 +84,57 @@ def test_rank_auc_equals_sklearn_with_ties() -> None:
     ours = rank_auc(t, s)
     for b in range(20):
         assert ours[b] == pytest.approx(roc_auc_score(t[b], s[b]), abs=1e-12)
+
+
+def test_bootstrap_draws_are_shared_by_labels() -> None:
+    """Two identical label columns: one index set per resample gives both the same AUC in every
+    resample, so the macro CI is the per-label CI. Independent draws per label (the old scheme)
+    average two uncorrelated draws and give a narrower macro CI."""
+    t, s = _data(80, seed=6, labels=("A",))
+    t2 = {"A": t["A"], "B": t["A"].copy()}
+    s2 = {"A": s["A"], "B": s["A"].copy()}
+    m = auc_scores(t2, s2, bootstrap=400, seed=1)
+    for end in ("ci_low", "ci_high"):
+        assert m[f"auc/macro/{end}"] == m[f"auc/A/{end}"] == m[f"auc/B/{end}"]
+    ta, sa = t["A"][None], s["A"][None]  # (1, N): one label alone, two independent seeds
+    independent = (_bootstrap_draws(ta, sa, 400, 1) + _bootstrap_draws(ta, sa, 400, 2)) / 2
+    lo, hi = np.percentile(independent[:, 0], [2.5, 97.5])
+    assert hi - lo < 0.85 * (m["auc/macro/ci_high"] - m["auc/macro/ci_low"])
+
+
+def test_bootstrap_equals_reference_loop_with_nan_and_skips() -> None:
+    """CIs equal a plain loop over the same draws (one rng.integers call of shape (n, N) for
+    n <= 100) scored by scikit-learn: per resample, a label drops its NaN targets and sits the
+    resample out when one class is left; the macro averages the labels scored."""
+    n, size, seed = 60, 14, 3
+    t, s = _data(size, seed=8, labels=("A", "B"))
+    t["A"][:] = 0.0
+    t["A"][[2, 9]] = 1.0  # rare positives: many resamples without one
+    t["B"][[0, 1, 5]], t["B"][[3, 4]] = np.nan, (0.0, 1.0)
+    m = auc_scores(t, s, bootstrap=n, seed=seed)
+    idx = np.random.default_rng(seed).integers(0, size, (n, size))
+    per: dict[str, list[float]] = {"A": [], "B": []}
+    macro = []
+    for row in idx:
+        got = []
+        for k in ("A", "B"):
+            tk, sk = t[k][row], s[k][row]
+            keep = ~np.isnan(tk)
+            if len(set(tk[keep])) == 2:
+                per[k].append(roc_auc_score(tk[keep], sk[keep]))
+                got.append(per[k][-1])
+        if got:
+            macro.append(np.mean(got))
+    assert len(per["A"]) < n  # the skip is exercised
+    for k, vals in [*per.items(), ("macro", macro)]:
+        lo, hi = np.percentile(vals, [2.5, 97.5])
+        assert m[f"auc/{k}/ci_low"] == pytest.approx(lo, abs=1e-12)
+        assert m[f"auc/{k}/ci_high"] == pytest.approx(hi, abs=1e-12)
+
+
+def test_bootstrap_needs_one_sample_axis() -> None:
+    t, s = _data(30, seed=4)
+    t["B"], s["B"] = t["B"][:20], s["B"][:20]
+    assert "auc/B" in auc_scores(t, s, bootstrap=0)  # point estimates need no shared axis
+    with pytest.raises(ValueError, match="same samples"):
+        auc_scores(t, s, bootstrap=10)

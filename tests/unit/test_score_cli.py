@@ -79,11 +79,28 @@ def test_report_and_vqa(tmp_path) -> None:
     ]
     r = score_report("report", preds, refs)
     assert set(r.metrics) >= {"bleu1", "bleu4", "rougeL", "cider", "ce/precision", "ce/f1"}
-    assert r.metrics["ce/f1"] == 1.0 and "reference labels" in r.notes[-1]
-    for ref in refs:
-        del ref["labels"]
+    assert r.metrics["ce/f1"] == 1.0 and r.metrics["ce_ref_labels/f1"] == 1.0
+    assert any("ce_ref_labels" in n and "2/2 references" in n for n in r.notes)
+    # findings positive on neither side: no per-finding key, named in a note
+    assert {k for k in r.metrics if k.count("/") == 2} == {
+        "ce/Pleural Effusion/f1",
+        "ce/No Finding/f1",
+    }
+    assert any("left out" in n and "Fracture" in n for n in r.notes)
+    # ce/* reads the reference TEXT; dataset labels that disagree with it move ce_ref_labels only
+    refs[0]["labels"] = {"Pneumothorax": 1}
     r = score_report("report", preds, refs)
-    assert r.metrics["ce/f1"] == 1.0 and "labeler" in r.notes[-1]
+    assert r.metrics["ce/f1"] == 1.0 and r.metrics["ce/Pleural Effusion/f1"] == 1.0
+    assert r.metrics["ce_ref_labels/precision"] == pytest.approx(1 / 2)  # PE a fp, NF b tp
+    assert r.metrics["ce_ref_labels/recall"] == pytest.approx(1 / 2)  # PTX a fn
+    del refs[0]["labels"]
+    r = score_report("report", preds, refs)
+    assert r.metrics["ce_ref_labels/f1"] == 1.0  # over the one reference with labels
+    assert any("1/2 references" in n for n in r.notes)
+    del refs[1]["labels"]
+    r = score_report("report", preds, refs)
+    assert r.metrics["ce/f1"] == 1.0 and not any(k.startswith("ce_ref") for k in r.metrics)
+    assert "labeler on the generated and on the reference text" in r.notes[0]
     m = score_task(
         "vqa",
         [{"id": 1, "answer": "Yes"}, {"id": 2, "answer": "two"}],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def _slake(qid, lang="en", img="xmlab1/source.jpg", **kw) -> dict:
     return entry | {"q_lang": lang, "answer_type": "OPEN", "qid": qid, "base_type": "vqa", **kw}
 
 
-def test_slake_keeps_english_and_skips_bad_entries(tmp_path):
+def test_slake_keeps_english_and_skips_bad_entries(tmp_path, caplog):
     _jpg(tmp_path / "imgs" / "xmlab1" / "source.jpg")
     files = {
         "train.json": [_slake(1), _slake(2, lang="zh", question="哪个器官？"), _slake(3, img="y")],
@@ -106,8 +107,15 @@ def test_slake_keeps_english_and_skips_bad_entries(tmp_path):
     for name, entries in files.items():
         (tmp_path / name).write_text(json.dumps(entries, ensure_ascii=False), encoding="utf-8")
     skipped: list[tuple[str, str]] = []
-    records = list(iter_slake(tmp_path, skipped=skipped))
+    with caplog.at_level(logging.INFO, logger="medtrain.data.sources.slake"):
+        records = list(iter_slake(tmp_path, skipped=skipped))
     assert [(r.id, r.split) for r in records] == [("1", "train"), ("4", "validate"), ("6", "test")]
+    # one INFO line per file counts the filtered non-English questions
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO] == [
+        "SLAKE train.json: 1 non-English questions filtered",
+        "SLAKE validate.json: 0 non-English questions filtered",
+        "SLAKE test.json: 0 non-English questions filtered",
+    ]
     assert records[2].answer_type == "CLOSED" and records[0].answer == "Lung"
     # the Chinese question is filtered, not counted as skipped
     assert [s[0] for s in skipped] == ["3", "validate.json[1]"]

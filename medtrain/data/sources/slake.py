@@ -3,8 +3,9 @@
 Entries: img_id, img_name ("xmlab<id>/source.jpg", relative to imgs/), question, answer,
 q_lang, location, modality, answer_type, base_type, content_type, triple, qid. Only English
 questions are kept: q_lang other than "en" (SLAKE ships Chinese too) is filtered, not an error,
-and not counted as skipped. One Record per question: id = str(qid), split from the file
-(validate.json -> validate), study_id and subject_id = img_name, labels {}, report None.
+and not counted as skipped; one INFO line per file says how many were filtered. One Record per
+question: id = str(qid), split from the file (validate.json -> validate), study_id and
+subject_id = img_name, labels {}, report None.
 Skipped with the reason: an entry that is not an object or misses a required key (qid,
 img_name, question, answer, answer_type, q_lang), a repeated qid, an unknown answer_type, an
 image outside imgs/ or missing. A split file that is missing or not a JSON list is a DataError
@@ -13,6 +14,7 @@ naming it; `images_root` names the image folder instead of imgs/.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -30,6 +32,8 @@ from medtrain.data.sources.common import (
 FILES = {"train": "train.json", "validate": "validate.json", "test": "test.json"}
 IMAGE_DIR = "imgs"
 REQUIRED = ("qid", "img_name", "question", "answer", "answer_type", "q_lang")
+
+log = logging.getLogger(__name__)
 
 
 def iter_slake(
@@ -55,6 +59,7 @@ def iter_slake(
         if split not in wanted:
             continue
         path = root / FILES[split]
+        other_lang = 0
         for n, entry in enumerate(load_json_list(path, "SLAKE")):
             where = f"{path.name}[{n}]"
             fields, reason = vqa_entry(entry, REQUIRED, where)
@@ -62,7 +67,8 @@ def iter_slake(
                 skip(where, reason)
                 continue
             if fields["q_lang"].lower() != "en":
-                continue  # the Chinese half of SLAKE: filtered, not an error
+                other_lang += 1  # the Chinese half of SLAKE: filtered, not an error
+                continue
             record = vqa_record(
                 fields,
                 fields["img_name"],
@@ -74,3 +80,4 @@ def iter_slake(
             )
             if record is not None:
                 yield record
+        log.info("SLAKE %s: %d non-English questions filtered", path.name, other_lang)

@@ -2,7 +2,9 @@
 
 Targets are 0/1 with NaN for blank/ignored; NaNs are dropped per label. A label whose kept
 targets hold one class only has no AUC: it is left out of the metrics and of the macro mean and
-returned by `auc_report` as skipped (never dropped silently).
+returned by `auc_report` as skipped (never dropped silently). The bootstrap draws one index set
+over the samples per resample, shared by all labels, so the macro CI carries the labels'
+correlation (independent draws per label would average out and give too narrow a macro CI).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 _CHUNK = 100  # bootstrap resamples ranked at once
-_MAX_REDRAWS = 100  # per resample: redraw a one-class bootstrap sample at most this often
+_CHUNK_CELLS = 2_000_000  # ... and at most this many resampled entries per label at once
 
 
 def _kept(t: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +44,9 @@ def auc_report(
 ) -> tuple[dict[str, float], list[str]]:
     """(metrics, skipped labels). Keys `auc/<label>`, `auc/macro` (mean over labels with both
     classes) and, with bootstrap > 0, `<key>/ci_low`, `<key>/ci_high` (2.5/97.5 percentiles over
-    `bootstrap` resamples of the samples, fixed `seed`; one-class resamples are redrawn)."""
+    `bootstrap` resamples of the samples, fixed `seed`, one index set per resample shared by all
+    labels; a label with one class in a resample sits that resample out, see _bootstrap). With
+    bootstrap > 0 every label's arrays run over the same N samples (NaN = not scored)."""
     from sklearn.metrics import roc_auc_score
 
     missing = sorted(set(y_true) ^ set(y_score))
@@ -62,54 +66,76 @@ def auc_report(
     if data:
         out["auc/macro"] = float(np.mean([out[f"auc/{n}"] for n in data]))
     if bootstrap > 0 and data:
-        out.update(_bootstrap(data, bootstrap, seed))
+        names = list(data)
+        t, s = _shared_axis(y_true, y_score, names)  # (L, N) each
+        out.update(_bootstrap(names, t, s, bootstrap, seed))
     return out, skipped
 
 
-def rank_auc(t: np.ndarray, s: np.ndarray) -> np.ndarray:
+def rank_auc(t: np.ndarray, s: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
     """AUC of each row of (B, N) 0/1 targets `t` and scores `s` by the Mann-Whitney rank sum
     with average ranks for ties: the value roc_auc_score gives, vectorized for the bootstrap.
-    Rows with one class give NaN."""
+    `keep` (B, N) bool, optional: only those entries count (ranks among them alone; `t` and `s`
+    elsewhere may hold anything, NaN included). Rows with one class among the kept give NaN."""
     from scipy.stats import rankdata
 
-    ranks = rankdata(s, axis=-1)  # (B, N), ties -> average rank
+    if keep is None:
+        keep = np.ones(t.shape, dtype=bool)
+    t = np.where(keep, t, 0.0)  # (B, N), ignored entries neither positive nor negative
+    ranks = rankdata(np.where(keep, s, np.nan), axis=-1, nan_policy="omit")  # (B, N), NaN off
     n1 = t.sum(-1)  # (B,)
-    n0 = t.shape[-1] - n1
+    n0 = keep.sum(-1) - n1  # (B,)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return ((ranks * t).sum(-1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+        return (np.nansum(ranks * t, -1) - n1 * (n1 + 1) / 2) / (n1 * n0)
 
 
-def _resample(t: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """(n, N) bootstrap indices whose targets hold both classes (one-class rows redrawn; rows
-    still one-class after _MAX_REDRAWS tries are dropped)."""
-    idx = rng.integers(0, t.size, (n, t.size))  # (n, N)
-    for _ in range(_MAX_REDRAWS):
-        pos = t[idx].sum(-1)
-        bad = (pos == 0) | (pos == t.size)
-        if not bad.any():
-            return idx
-        idx[bad] = rng.integers(0, t.size, (int(bad.sum()), t.size))
-    pos = t[idx].sum(-1)
-    return idx[(pos > 0) & (pos < t.size)]
+def _shared_axis(
+    y_true: dict[str, np.ndarray], y_score: dict[str, np.ndarray], names: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(targets (L, N) with NaN = ignored, scores (L, N)) of `names` over the one sample axis
+    that all labels share; a ValueError when the labels do not have the same N."""
+    t = [np.asarray(y_true[k], dtype=np.float64).ravel() for k in names]
+    s = [np.asarray(y_score[k], dtype=np.float64).ravel() for k in names]
+    if len({len(x) for x in t}) > 1:
+        lengths = {k: len(x) for k, x in zip(names, t, strict=True)}
+        raise ValueError(
+            "the bootstrap resamples samples shared by all labels: give every label's targets "
+            f"over the same samples (NaN where not scored); lengths {lengths}"
+        )
+    return np.stack(t), np.stack(s)
+
+
+def _bootstrap_draws(t: np.ndarray, s: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """(n, L) AUC of each label on each of `n` bootstrap resamples of the N samples of (L, N)
+    targets `t` (NaN = ignored) and scores `s`: ONE index set per resample, shared by every
+    label (so label AUCs stay as correlated as they are on the data); within it a label keeps
+    its non-NaN targets, and is NaN (not scored) when those hold one class only."""
+    rng = np.random.default_rng(seed)
+    n_labels, n_samples = t.shape
+    chunk = max(1, min(_CHUNK, _CHUNK_CELLS // max(n_samples, 1)))  # bounded memory
+    out = []
+    for start in range(0, n, chunk):
+        idx = rng.integers(0, n_samples, (min(chunk, n - start), n_samples))  # (c, N)
+        aucs = np.empty((len(idx), n_labels))  # (c, L)
+        for j in range(n_labels):
+            tj = t[j][idx]  # (c, N), NaN where ignored
+            aucs[:, j] = rank_auc(tj, s[j][idx], keep=~np.isnan(tj))
+        out.append(aucs)
+    return np.concatenate(out)  # (n, L)
 
 
 def _bootstrap(
-    data: dict[str, tuple[np.ndarray, np.ndarray]], n: int, seed: int
+    names: list[str], t: np.ndarray, s: np.ndarray, n: int, seed: int
 ) -> dict[str, float]:
-    """Percentile 95% CIs: each label resamples its kept samples (n draws, fixed seed); the
-    macro CI averages the labels' b-th draws."""
-    rng = np.random.default_rng(seed)
-    draws: dict[str, np.ndarray] = {}
-    for name, (t, s) in data.items():
-        chunks = []
-        for start in range(0, n, _CHUNK):  # bounded memory: (_CHUNK, N) at a time
-            idx = _resample(t, min(_CHUNK, n - start), rng)  # (n', N)
-            chunks.append(rank_auc(t[idx], s[idx]))  # (n',)
-        draws[name] = np.concatenate(chunks)
-    m = min(len(v) for v in draws.values())
-    macro = np.mean([v[:m] for v in draws.values()], axis=0) if m else np.empty(0)
+    """Percentile 95% CIs from shared resamples (see _bootstrap_draws): a label's CI over the
+    resamples that score it; the macro of a resample is the mean over the labels it scores
+    (resamples scoring none are dropped)."""
+    draws = _bootstrap_draws(t, s, n, seed)  # (n, L), NaN = label not scored
+    scored = ~np.isnan(draws)  # (n, L)
+    macro = np.nanmean(draws[scored.any(1)], axis=1)  # (n',) over the labels scored
     out: dict[str, float] = {}
-    for key, vals in [*((f"auc/{k}", v) for k, v in draws.items()), ("auc/macro", macro)]:
+    columns = [(f"auc/{k}", draws[scored[:, j], j]) for j, k in enumerate(names)]
+    for key, vals in [*columns, ("auc/macro", macro)]:
         if len(vals):
             lo, hi = np.percentile(vals, [2.5, 97.5])
             out[f"{key}/ci_low"], out[f"{key}/ci_high"] = float(lo), float(hi)

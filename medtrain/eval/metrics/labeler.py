@@ -8,9 +8,10 @@ label_report(text) -> {label: 1.0 | 0.0 | -1.0 | None} over CHEXPERT_LABELS:
 2. Per finding, mention patterns (synonyms, see MENTIONS) are found. A mention is
    - negative when a negation cue (no, not, without, negative for, free of, no evidence of, ruled
      out, resolution of, removal of, ...) precedes it in the same clause (lists "no effusion,
-     pneumothorax, or consolidation" share the cue; "but", "however", a verb like "is seen" end
-     the scope), or a post cue follows it ("has resolved", "is not seen", "has been removed",
-     "is no longer seen", "is absent");
+     pneumothorax, or consolidation" and "no A and B" share the cue; "but", "however", a verb
+     like "is seen", "and" before an article or a size/severity word ("no pneumothorax and a
+     large effusion") end the scope), or a post cue follows it ("has resolved", "is not seen",
+     "has been removed", "is no longer seen", "is absent");
    - uncertain when a hedge precedes it in the clause (possible, questionable, may, likely,
      suggestive of, concerning for, cannot exclude, evaluate for, ...) or follows it ("cannot be
      excluded", "is not excluded", "may represent"); hedges are tested before negation, so the
@@ -157,12 +158,20 @@ _NEGATION_POST = re.compile(
     r"identified|present|evident|appreciated|demonstrated|visible|enlarged)|"
     r"(?:is|are)\s+(?:absent|gone)|(?:is|are)\s+(?:now\s+)?removed)"
 )
+# "and" + one of these starts a new statement ("no pneumothorax and a large effusion"); a bare
+# "and" continues the negated list ("no pneumothorax and effusion", "no A and no B").
+_AND_NEW = (
+    r"a|an|the|there|this|these|that|its|small|smaller|tiny|trace|minimal|mild|moderate|"
+    r"large|larger|severe|extensive|marked|new|persistent|residual|interval|increas\w*|"
+    r"decreas\w*|worsen\w*|improv\w*"
+)
 # Words that end a pre-cue's scope between the cue and the mention.
 _SCOPE_BREAK = re.compile(
     r"\b(?:but|however|although|though|whereas|except|aside\s+from|other\s+than|which|"
     r"(?:is|are|was|were)\s+(?:seen|noted|present|identified|demonstrated|visualized|"
-    r"unchanged|stable|again|now)|there\s+(?:is|are)|and\s+(?:the|there)|with\s+(?:a|an|new|"
-    r"interval|increas\w*|decreas\w*|persistent|small|large|moderate|mild)|unchanged|stable)\b"
+    r"unchanged|stable|again|now)|there\s+(?:is|are)|and\s+(?=(?:" + _AND_NEW + r")\b)|"
+    r"with\s+(?:a|an|new|interval|increas\w*|decreas\w*|persistent|small|large|moderate|mild)|"
+    r"unchanged|stable)\b"
 )
 _NO_CHANGE = re.compile(r"\bno\s+(?:significant\s+|appreciable\s+|interval\s+|definite\s+)*change")
 _RANK = {None: 0, NEGATIVE: 1, UNCERTAIN: 2, POSITIVE: 3}
@@ -240,22 +249,27 @@ def label_report(text: str) -> dict[str, float | None]:
     return out
 
 
-def ce_metrics(
-    pred_texts: Mapping[str, str], ref_labels: Mapping[str, Mapping[str, float | None]]
-) -> dict[str, float]:
-    """Clinical efficacy of generated reports: the labeler's labels of `pred_texts[id]` against
-    `ref_labels[id]`, over the 14 CHEXPERT_LABELS. A label is positive when it is 1.0; uncertain
-    (-1.0), negative and blank all count as negative, as in the R2Gen-family CE scripts. Keys
-    `ce/precision`, `ce/recall`, `ce/f1` (micro over labels and reports) and `ce/<label>/f1`
-    (0.0 when a label has no positive in either)."""
-    missing = [k for k in ref_labels if k not in pred_texts]
+def ce_scores(
+    pred_labels: Mapping[str, Mapping[str, float | None]],
+    ref_labels: Mapping[str, Mapping[str, float | None]],
+    *,
+    prefix: str = "ce",
+    per_finding: bool = True,
+) -> tuple[dict[str, float], list[str]]:
+    """(metrics, left-out findings) of `pred_labels[id]` against `ref_labels[id]` over the 14
+    CHEXPERT_LABELS. A label is positive when it is 1.0; uncertain (-1.0), negative, blank and
+    absent all count as negative, as in the R2Gen-family CE scripts. Keys `<prefix>/precision`,
+    `<prefix>/recall`, `<prefix>/f1` (micro over labels and reports) and, with `per_finding`,
+    `<prefix>/<label>/f1` for the labels with a positive on either side; the others (no F1 to
+    speak of, e.g. a finding the data never shows) are returned as left out, in label order."""
+    missing = [k for k in ref_labels if k not in pred_labels]
     if missing:
         raise ValueError(f"{len(missing)} reports without a prediction, e.g. {missing[:5]}")
     tp = {n: 0 for n in CHEXPERT_LABELS}
     fp = dict(tp)
     fn = dict(tp)
     for rid, ref in ref_labels.items():
-        pred = label_report(pred_texts[rid])
+        pred = pred_labels[rid]
         for n in CHEXPERT_LABELS:
             p, r = pred.get(n) == POSITIVE, ref.get(n) == POSITIVE
             tp[n] += p and r
@@ -265,9 +279,30 @@ def ce_metrics(
     t, f_p, f_n = sum(tp.values()), sum(fp.values()), sum(fn.values())
     prec = t / (t + f_p) if t + f_p else 0.0
     rec = t / (t + f_n) if t + f_n else 0.0
-    out["ce/precision"], out["ce/recall"] = prec, rec
-    out["ce/f1"] = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-    for n in CHEXPERT_LABELS:
-        denom = 2 * tp[n] + fp[n] + fn[n]
-        out[f"ce/{n}/f1"] = 2 * tp[n] / denom if denom else 0.0
-    return out
+    out[f"{prefix}/precision"], out[f"{prefix}/recall"] = prec, rec
+    out[f"{prefix}/f1"] = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+    left_out = [n for n in CHEXPERT_LABELS if not (tp[n] + fp[n] + fn[n])]
+    if per_finding:
+        for n in CHEXPERT_LABELS:
+            if n not in left_out:
+                out[f"{prefix}/{n}/f1"] = 2 * tp[n] / (2 * tp[n] + fp[n] + fn[n])
+    return out, left_out
+
+
+def ce_report(
+    pred_texts: Mapping[str, str], ref_texts: Mapping[str, str]
+) -> tuple[dict[str, float], list[str]]:
+    """Clinical efficacy of generated reports: our labeler's findings in `pred_texts[id]`
+    against its findings in the reference `ref_texts[id]` (labeler vs labeler, so both sides are
+    read by the same rules). (metrics, left-out findings) as ce_scores, prefix `ce`."""
+    missing = [k for k in ref_texts if k not in pred_texts]
+    if missing:
+        raise ValueError(f"{len(missing)} reports without a prediction, e.g. {missing[:5]}")
+    preds = {k: label_report(pred_texts[k]) for k in ref_texts}
+    refs = {k: label_report(v) for k, v in ref_texts.items()}
+    return ce_scores(preds, refs)
+
+
+def ce_metrics(pred_texts: Mapping[str, str], ref_texts: Mapping[str, str]) -> dict[str, float]:
+    """The metrics of ce_report (left-out findings dropped; use ce_report to list them)."""
+    return ce_report(pred_texts, ref_texts)[0]

@@ -4,9 +4,12 @@ JSONL lines (one object per line, matched by `id`):
     report  pred {id, text}            ref {id, text[, labels: {label: 1|0|-1|null}]}
     cls     pred {id, scores: {l: p}}  ref {id, labels: {l: 0|1 (|-1|null: ignored)}}
     vqa     pred {id, answer}          ref {id, question, answer | answers: [...], answer_type}
-report: bleu1..4, rougeL, cider (captions.py) and clinical efficacy (labeler.py): CE against the
-reference `labels` where a reference carries them, else against our labeler's reading of the
-reference text (`ScoreResult.notes` says which). cls: auc.py per label, macro, bootstrap CIs;
+report: bleu1..4, rougeL, cider (captions.py) and clinical efficacy (labeler.py): `ce/*` compares
+our labeler's findings in the generated text with its findings in the reference text (the first,
+where a reference has several); per-finding `ce/<finding>/f1` only for findings positive on
+either side (the others are named in `ScoreResult.notes`). References carrying `labels` add
+`ce_ref_labels/precision|recall|f1`: the labeler on the generated text vs those labels, over the
+references that carry them. cls: auc.py per label, macro, bootstrap CIs;
 -1 (uncertain) and blank targets are left out of that label's AUC. vqa: vqa.py.
 Problems in the input raise DataError naming the file and line or the offending ids.
 """
@@ -119,10 +122,25 @@ def _unknown_keys_note(rows: dict[str, dict], task: str, what: str) -> list[str]
     return [f"{what}: ignored keys {', '.join(f'{k} ({n} lines)' for k, n in extra.items())}"]
 
 
-def _report(preds: dict[str, dict], refs: dict[str, dict]) -> ScoreResult:
+def _ref_dataset_labels(refs: dict[str, dict]) -> dict[str, dict[str, float | None]]:
+    """The validated `labels` of the references that carry them (DataError on bad values or
+    labels outside CHEXPERT_LABELS)."""
     from medtrain.data.labels import CHEXPERT_LABELS
+
+    out: dict[str, dict[str, float | None]] = {}
+    for k, r in refs.items():
+        if r.get("labels") is not None:
+            got = _labels(r, f"reference {k!r}")
+            unknown = sorted(set(got) - set(CHEXPERT_LABELS))
+            if unknown:
+                raise DataError(f"reference {k!r}: labels {unknown} not in CHEXPERT_LABELS")
+            out[k] = got
+    return out
+
+
+def _report(preds: dict[str, dict], refs: dict[str, dict]) -> ScoreResult:
     from medtrain.eval.metrics.captions import caption_metrics
-    from medtrain.eval.metrics.labeler import ce_metrics, label_report
+    from medtrain.eval.metrics.labeler import ce_scores, label_report
 
     texts = {k: str(p["text"]) for k, p in preds.items()}
     ref_texts = {}
@@ -130,27 +148,25 @@ def _report(preds: dict[str, dict], refs: dict[str, dict]) -> ScoreResult:
         t = r["text"]
         ref_texts[k] = [str(x) for x in t] if isinstance(t, list) else [str(t)]
     metrics = caption_metrics({k: texts[k] for k in refs}, ref_texts)
-    ref_labels: dict[str, dict[str, float | None]] = {}
-    labelled = 0
-    for k, r in refs.items():
-        if r.get("labels") is not None:
-            got = _labels(r, f"reference {k!r}")
-            unknown = sorted(set(got) - set(CHEXPERT_LABELS))
-            if unknown:
-                raise DataError(f"reference {k!r}: labels {unknown} not in CHEXPERT_LABELS")
-            ref_labels[k] = got
-            labelled += 1
-        else:
-            ref_labels[k] = label_report(ref_texts[k][0])
-    metrics.update(ce_metrics(texts, ref_labels))
-    n = len(refs)
-    if labelled == n:
-        note = "CE references: the reference labels"
-    elif labelled == 0:
-        note = "CE references: our labeler applied to the reference text (no reference labels)"
-    else:
-        note = f"CE references: labels for {labelled}/{n}, labeler on the text for the others"
-    return ScoreResult(metrics, [note])
+    dataset = _ref_dataset_labels(refs)
+    pred_labels = {k: label_report(texts[k]) for k in refs}
+    read_refs = {k: label_report(ref_texts[k][0]) for k in refs}  # labeler vs labeler
+    ce, left_out = ce_scores(pred_labels, read_refs)
+    metrics.update(ce)
+    notes = ["CE: our labeler on the generated and on the reference text (first reference)"]
+    if left_out:
+        notes.append(
+            "CE per-finding F1 left out (no positive in predictions or references): "
+            + ", ".join(left_out)
+        )
+    if dataset:
+        extra, _ = ce_scores(pred_labels, dataset, prefix="ce_ref_labels", per_finding=False)
+        metrics.update(extra)
+        notes.append(
+            "ce_ref_labels: our labeler on the generated text vs the reference labels "
+            f"({len(dataset)}/{len(refs)} references carry labels)"
+        )
+    return ScoreResult(metrics, notes)
 
 
 def _cls(preds: dict[str, dict], refs: dict[str, dict], bootstrap: int, seed: int) -> ScoreResult:

@@ -5,7 +5,9 @@ FINDINGS + IMPRESSION), tokenized as `[CLS] text [SEP]` to finetune.max_target_l
 Model: models/downstream/report_gen.ReportGenerator (the backbone's vision tower + a BERT decoder
 with cross-attention, started from the text tower). Predictions come from transformers'
 `generate` with finetune.num_beams / length_penalty / no_repeat_ngram_size / max_new_tokens.
-References carry the record's CheXpert labels where it has any (clinical efficacy scoring).
+Clinical efficacy (`ce/*`) compares our labeler's findings in the generated and in the reference
+text; references also carry the record's CheXpert labels where it has any, scored as the extra
+`ce_ref_labels/*` (the labeler on the generated text vs the dataset labels).
 Baseline: every prediction is the most common training report.
 """
 
@@ -156,8 +158,8 @@ class ReportTask(Task):
     def references(self, records: Sequence[Record]) -> list[dict[str, Any]]:
         refs = []
         for rec in records:
-            line: dict[str, Any] = {"id": rec.id, "text": self.text(rec)}
-            labels = {k: rec.labels[k] for k in CHEXPERT_LABELS if k in rec.labels}
+            line: dict[str, Any] = {"id": rec.id, "text": self.text(rec)}  # ce/*: labeler reads it
+            labels = {k: rec.labels[k] for k in CHEXPERT_LABELS if k in rec.labels}  # ce_ref_labels
             if labels:
                 line["labels"] = labels
             refs.append(line)

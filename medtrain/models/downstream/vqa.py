@@ -1,7 +1,8 @@
 """VQA as answer classification (M3AE / ALBEF style) over the backbone's fused representation.
 
 cross / coattn / merged fusion: the question's [CLS] state after fusion with the image tokens;
-fusion `none` (dual encoder, no fused states): concat(mean image token, question [CLS]).
+fusion `none` (dual encoder, no fused states): concat(mean image token, the question's pooled
+state), pooled as pretraining pooled text (model.text_pool: [CLS] or the mean over real tokens).
 Both go through a 2-layer MLP to logits over the training split's answer set.
 """
 
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medtrain.models.fusion.layers import lengths_from_mask
+from medtrain.models.heads import pool_text
 from medtrain.models.medvlp import MedVLP
 
 IGNORE = -100  # answer index of a question whose answer is not a class (no loss)
@@ -43,7 +45,8 @@ class VqaModel(nn.Module):
             tokens = self.backbone.vision(pixel_values)  # (B, N, Cv)
             hidden = self.backbone.text(input_ids, attention_mask)  # (B, L, Ct)
             if not self.fused:
-                return torch.cat([tokens.mean(dim=1), hidden[:, 0]], dim=-1)  # (B, Cv + Ct)
+                pooled = pool_text(hidden, attention_mask, self.backbone.cfg.text_pool)  # (B, Ct)
+                return torch.cat([tokens.mean(dim=1), pooled], dim=-1)  # (B, Cv + Ct)
             fused = self.backbone.fusion(hidden, lengths_from_mask(attention_mask), tokens).text
             return fused[:, 0]  # (B, Ct)
 
