@@ -18,7 +18,7 @@ resamples); VQA accuracy and the report metrics get a percentile bootstrap here,
 evaluation split's questions / studies (the run's pred/ref JSONL, scored by medtrain's scorers).
 A task "beats its baseline" when the CI lower bound is above the baseline's value.
 
-Time (2 CPU cores): step counts are chosen for about 8-10 minutes on an otherwise idle machine;
+Time (2 CPU cores): step counts are chosen for about 11-12 minutes on an otherwise idle machine;
 `--steps KEY=N` changes one kind of run (cls-0.01, cls-0.1, cls-1.0, rsna, vqa, report). Reports
 are decoded greedily here (`--report-beams 3` gives the preset's beam search, ~3x the decoding).
 
@@ -86,7 +86,7 @@ FULL = Scale(
     n_mimic=4000,  # the Makefile's DEMO_N
     n_rsna=1000,
     n_vqa=500,
-    steps={"cls-0.01": 30, "cls-0.1": 40, "cls-1.0": 60, "rsna": 40, "vqa": 60, "report": 60},
+    steps={"cls-0.01": 30, "cls-0.1": 40, "cls-1.0": 60, "rsna": 40, "vqa": 200, "report": 60},
     batch=32,
     bootstrap=500,
     report_bootstrap=50,
