@@ -46,8 +46,17 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-def available_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+def _is_finetune_preset(path: Path) -> bool:
+    """A fine-tuning preset is one with a top-level `finetune:` section."""
+    return any(line.startswith("finetune:") for line in path.read_text().splitlines())
+
+
+def available_presets(kind: str | None = None) -> list[str]:
+    """Shipped preset names: all, or those of `kind` "pretrain" | "finetune"."""
+    paths = sorted(PRESET_DIR.glob("*.yaml"))
+    if kind is not None:
+        paths = [p for p in paths if _is_finetune_preset(p) == (kind == "finetune")]
+    return [p.stem for p in paths]
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -146,14 +155,26 @@ def parse_override(item: str) -> dict[str, Any]:
     return out
 
 
-def load_config(preset: str = "tiny-cpu", overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Load a preset by name (medtrain/presets/NAME.yaml) or YAML path, then apply overrides."""
+def load_config(
+    preset: str = "tiny-cpu",
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    kind: str | None = None,
+) -> RunConfig:
+    """Load a preset by name (medtrain/presets/NAME.yaml) or YAML path, then apply overrides.
+    `kind` ("pretrain" | "finetune", the command's): a shipped preset of the other kind is an
+    error, and the error for an unknown name lists the presets of `kind` only."""
     path = Path(preset)
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         path = PRESET_DIR / f"{preset}.yaml"
+        valid = available_presets(kind)
         if not path.is_file():
             raise ConfigError(
-                f"unknown preset {preset!r}; valid presets: {available_presets()} "
+                f"unknown preset {preset!r}; valid presets: {valid} (or a path to a .yaml file)"
+            )
+        if preset not in valid:
+            raise ConfigError(
+                f"preset {preset!r} is not a {kind} preset; valid presets: {valid} "
                 "(or a path to a .yaml file)"
             )
     values = _yaml(path.read_text(), str(path)) or {}

@@ -16,7 +16,7 @@ from medtrain.finetune.config import TASKS
 def _finetune(args: argparse.Namespace) -> None:
     preset = args.preset or f"finetune-{args.task}-cpu"
     sets = [f"finetune.task={args.task}", *args.set]
-    cfg = load_config(preset, sets)
+    cfg = load_config(preset, sets, kind="finetune")
     if args.init is not None:
         cfg.finetune.init = args.init
     if args.print_config:  # before any torch import
@@ -55,7 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ft.add_argument(
         "--preset",
         default="",
-        help=f"one of {available_presets()} or a YAML path (default: finetune-<task>-cpu)",
+        help=f"one of {available_presets('finetune')} or a YAML path (default: "
+        "finetune-<task>-cpu)",
     )
     ft.add_argument(
         "--set",

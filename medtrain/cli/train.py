@@ -8,7 +8,7 @@ from medtrain.config import available_presets, config_yaml, load_config
 
 
 def _pretrain(args: argparse.Namespace) -> None:
-    cfg = load_config(args.preset, args.set)
+    cfg = load_config(args.preset, args.set, kind="pretrain")
     if args.print_config:  # before any torch import: a quick look at what would run
         print(config_yaml(cfg), end="")
         return
@@ -39,7 +39,9 @@ def _pretrain(args: argparse.Namespace) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     pt = sub.add_parser("pretrain", help="contrastive + MLM pretraining (DeepSpeed)")
     pt.add_argument(
-        "--preset", default="tiny-cpu", help=f"one of {available_presets()} or a YAML path"
+        "--preset",
+        default="tiny-cpu",
+        help=f"one of {available_presets('pretrain')} or a YAML path",
     )
     pt.add_argument(
         "--set",

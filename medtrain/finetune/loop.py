@@ -19,22 +19,20 @@ from __future__ import annotations
 import json
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from medtrain.config import ConfigError, RunConfig, dump_config
+from medtrain.config import RunConfig, dump_config
 from medtrain.finetune.backbone import load_backbone
 from medtrain.finetune.data import TrainStream, load_split, read_train, to_device
 from medtrain.finetune.engine import finetune_groups
 from medtrain.finetune.evaluate import evaluate_split
 from medtrain.finetune.tasks import TASKS
-from medtrain.train.checkpoint import CheckpointStore
-from medtrain.train.engine import build_engine, init_distributed, resolve_run_precision
+from medtrain.train.engine import build_engine
 from medtrain.train.errors import TrainingDiverged
 from medtrain.train.guard import StepGuard, weights_finite
-from medtrain.train.loop import note_text_path, seed_everything
+from medtrain.train.loop import note_text_path, start_run
 from medtrain.train.metrics import MetricsLogger
 from medtrain.train.state import reseed, rng_state, set_rng_state
 
@@ -44,19 +42,8 @@ log = logging.getLogger(__name__)
 class FinetuneTrainer:
     def __init__(self, cfg: RunConfig, *, resume: bool) -> None:
         self.cfg = cfg
-        self.rank, self.world = init_distributed(cfg.train.dist_timeout_min)
-        seed_everything(cfg.train.seed + self.rank)
-        self.out = Path(cfg.train.out_dir)
-        self._resolve_precision(resume)
+        self.rank, self.world, self.out, self.store = start_run(cfg, resume=resume)
         self.ckpt_dir = self.out / "checkpoints"
-        self.store = CheckpointStore(
-            self.ckpt_dir, rank=self.rank, world=self.world, keep_last=cfg.train.keep_last
-        )
-        if not resume and self.store.has_checkpoint():
-            raise ConfigError(
-                f"{self.ckpt_dir} already holds a run; pass --resume to continue it or set "
-                "train.out_dir to a new directory"
-            )
         backbone, self.tokenizer, _ = load_backbone(cfg)  # sets cfg.model from the init run
         self.task = TASKS[cfg.finetune.task](cfg, self.tokenizer)
         ft, data = cfg.finetune, cfg.data
@@ -121,11 +108,6 @@ class FinetuneTrainer:
         )
         self.guard.install(self.engine.optimizer)
         self.saved_step = -1
-
-    def _resolve_precision(self, resume: bool) -> None:
-        note = resolve_run_precision(self.cfg.train, self.out, resume=resume)
-        if note:
-            self._say(note)
 
     def _say(self, msg: str) -> None:
         if self.rank == 0:

@@ -77,6 +77,28 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def start_run(cfg: RunConfig, *, resume: bool) -> tuple[int, int, Path, CheckpointStore]:
+    """The common start of a pretraining or fine-tuning run -> (rank, world, out_dir, store).
+
+    Joins the process group, seeds this rank, resolves train.precision "auto" (before
+    config.yaml is written: it records the result) and refuses to start a new run over
+    checkpoints (ConfigError: --resume or another train.out_dir)."""
+    rank, world = init_distributed(cfg.train.dist_timeout_min)
+    seed_everything(cfg.train.seed + rank)
+    out = Path(cfg.train.out_dir)
+    note = resolve_run_precision(cfg.train, out, resume=resume)
+    if note and rank == 0:
+        print(note, flush=True)
+    ckpt_dir = out / "checkpoints"
+    store = CheckpointStore(ckpt_dir, rank=rank, world=world, keep_last=cfg.train.keep_last)
+    if not resume and store.has_checkpoint():
+        raise ConfigError(
+            f"{ckpt_dir} already holds a run; pass --resume to continue it or set "
+            "train.out_dir to a new directory"
+        )
+    return rank, world, out, store
+
+
 class StopRequest:
     """SIGUSR1 (a scheduler's warning before its time limit) -> a flag the loop polls each step.
 
@@ -107,19 +129,8 @@ class Trainer:
     def __init__(self, cfg: RunConfig, *, resume: bool) -> None:
         self.cfg = cfg
         self.stop_request = StopRequest()
-        self.rank, self.world = init_distributed(cfg.train.dist_timeout_min)
-        seed_everything(cfg.train.seed + self.rank)
-        self.out = Path(cfg.train.out_dir)
-        self._resolve_precision(resume)  # before config.yaml is written: it records the result
+        self.rank, self.world, self.out, self.store = start_run(cfg, resume=resume)
         self.ckpt_dir = self.out / "checkpoints"
-        self.store = CheckpointStore(
-            self.ckpt_dir, rank=self.rank, world=self.world, keep_last=cfg.train.keep_last
-        )
-        if not resume and self.store.has_checkpoint():
-            raise ConfigError(
-                f"{self.ckpt_dir} already holds a run; pass --resume to continue it or set "
-                "train.out_dir to a new directory"
-            )
         # The run's tokenizer carries the model's text length (and truncates to it).
         self.tokenizer = load_tokenizer(cfg.tokenizer.path, max_length=cfg.model.text.max_length)
         self.size, self.max_len = cfg.model.vision.img_size, cfg.model.text.max_length
@@ -186,11 +197,6 @@ class Trainer:
             rank=self.rank,
         )
         self.saved_step = -1  # the step of the newest checkpoint this process wrote
-
-    def _resolve_precision(self, resume: bool) -> None:
-        note = resolve_run_precision(self.cfg.train, self.out, resume=resume)
-        if note:
-            self._say(note)
 
     def _say(self, msg: str) -> None:
         if self.rank == 0:

@@ -39,6 +39,19 @@ def test_unknown_preset_lists_valid():
         load_config("tiny-gpu")
 
 
+def test_presets_of_each_command():
+    """pretrain lists and accepts pretraining presets only, finetune its own."""
+    pretrain, finetune = available_presets("pretrain"), available_presets("finetune")
+    assert {"tiny-cpu", "base-h100"} <= set(pretrain) and not set(pretrain) & set(finetune)
+    assert {"finetune-cls-cpu", "finetune-vqa-cpu", "finetune-report-cpu"} <= set(finetune)
+    assert sorted(pretrain + finetune) == available_presets()
+    with pytest.raises(ConfigError, match=r"not a pretrain preset; valid presets: \['base-h100'"):
+        load_config("finetune-cls-cpu", kind="pretrain")
+    with pytest.raises(ConfigError, match="unknown preset 'x'; valid presets: \\['finetune-cls"):
+        load_config("x", kind="finetune")
+    assert load_config("finetune-vqa-cpu", kind="finetune").finetune.task == "vqa"
+
+
 def test_unknown_key_lists_valid_keys():
     with pytest.raises(ConfigError, match=r"train\.learning_rate.*valid keys under train:.*'lr'"):
         load_config("tiny-cpu", ["train.learning_rate=1"])
